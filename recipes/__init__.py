@@ -1,0 +1,1 @@
+"""unclip recipes and the shipped default model (package data)."""

@@ -1,0 +1,349 @@
+"""The five kinds of component, and the contracts between them.
+
+Every stage of unCLIP is one of these. A plugin subclasses the matching base class and
+registers a factory for it (see :mod:`unclip_core.hookspecs`). The conventions are fixed
+here so that any encoder, prior, decoder, upsampler and sampler can be chained:
+
+* images inside the stack are float tensors ``[B, 3, H, W]`` in ``[-1, 1]``;
+* embeddings are ``[B, D]``, unit-normalised where CLIP normalises them;
+* a diffusion model is called as ``model(x_t, t, cond)`` with integer training timesteps
+  ``t`` of shape ``[B]`` and declares its parameterisation and variance;
+* the **sampler owns the loop**: it drives a :class:`Denoiser` (the model with its
+  conditioning and classifier-free guidance bound) and never sees the model itself;
+* every random draw takes an explicit :class:`torch.Generator`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from unclip_core.diffusion.schedule import NoiseSchedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+Kind = Literal["encoder", "prior", "decoder", "upsampler", "sampler"]
+KINDS: tuple[Kind, ...] = ("encoder", "prior", "decoder", "upsampler", "sampler")
+
+PredictionType = Literal["eps", "x0", "v"]
+VarianceType = Literal["fixed_small", "fixed_large", "learned_range"]
+
+
+# --------------------------------------------------------------------------------------
+# What a component declares before any weights load
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Declared:
+    """Sizes a component promises, read from its *config* so a recipe's chain can be checked
+    before anything is built. ``None`` means "not applicable / accepts anything"."""
+
+    embed_dim: int | None = None
+    """CLIP embedding size D produced (encoder) or consumed (prior, decoder)."""
+    text_width: int | None = None
+    """Width W of per-token caption features produced (encoder) or consumed (prior, decoder)."""
+    context_length: int | None = None
+    """Number of caption tokens L produced (encoder) or consumed."""
+    image_size: int | None = None
+    """Side of the image produced (decoder, upsampler) or read (encoder's image tower)."""
+    input_size: int | None = None
+    """Side of the low-resolution image an upsampler conditions on."""
+    needs_sampler: bool | None = None
+    """Priors: whether the stage must name a sampler (diffusion) or must not (autoregressive)."""
+
+
+class ComponentConfig(BaseModel):
+    """Base for every component's settings: unknown keys are an error, never a warning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    def declares(self) -> Declared:
+        """What this configuration promises to the rest of the chain (override in plugins)."""
+        return Declared()
+
+
+ConfigT = TypeVar("ConfigT", bound=ComponentConfig)
+
+
+class Component(nn.Module, Generic[ConfigT]):
+    """A model component: an ``nn.Module`` built from a validated config."""
+
+    kind: ClassVar[Kind]
+
+    def __init__(self, config: ConfigT):
+        super().__init__()
+        self.config = config
+
+    @property
+    def declared(self) -> Declared:
+        return self.config.declares()
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for tensor in self.parameters():
+            return tensor.dtype
+        return torch.float32
+
+
+# --------------------------------------------------------------------------------------
+# Conditioning carried between stages
+# --------------------------------------------------------------------------------------
+@dataclass
+class TextEncoding:
+    """A batch of captions as the encoder sees them."""
+
+    embed: Tensor
+    """``[B, D]`` pooled, unit-norm CLIP text embedding z_t."""
+    tokens: Tensor
+    """``[B, L, W]`` per-token features (GLIDE-style decoders attend to them)."""
+    mask: Tensor
+    """``[B, L]`` bool, True where a token is real (not padding)."""
+
+    def __len__(self) -> int:
+        return int(self.embed.shape[0])
+
+    def repeat_interleave(self, n: int) -> "TextEncoding":
+        return map_tensors(self, lambda t: t.repeat_interleave(n, dim=0))
+
+
+@dataclass
+class PriorCondition:
+    """What a prior's denoiser is conditioned on. ``drop_text[b]`` asks the model to use its
+    unconditional (classifier-free) input for sample ``b`` instead of the caption."""
+
+    text_embed: Tensor
+    text_tokens: Tensor
+    text_mask: Tensor
+    drop_text: Tensor
+
+    @classmethod
+    def from_text(cls, text: TextEncoding) -> "PriorCondition":
+        drop = torch.zeros(len(text), dtype=torch.bool, device=text.embed.device)
+        return cls(text.embed, text.tokens, text.mask, drop)
+
+    def unconditional(self) -> "PriorCondition":
+        return dataclasses.replace(self, drop_text=torch.ones_like(self.drop_text))
+
+
+@dataclass
+class DecoderCondition:
+    """What a decoder's denoiser is conditioned on: the CLIP image embedding and (optionally)
+    the caption. The ``drop_*`` flags select the model's own null inputs, which is how both
+    training-time dropout and classifier-free guidance are expressed."""
+
+    image_embed: Tensor
+    drop_image: Tensor
+    drop_text: Tensor
+    text_embed: Tensor | None = None
+    text_tokens: Tensor | None = None
+    text_mask: Tensor | None = None
+
+    @classmethod
+    def build(cls, image_embed: Tensor, text: TextEncoding | None = None) -> "DecoderCondition":
+        batch = image_embed.shape[0]
+        zeros = torch.zeros(batch, dtype=torch.bool, device=image_embed.device)
+        if text is None:
+            return cls(image_embed, zeros, torch.ones_like(zeros))
+        if len(text) != batch:
+            raise ValueError(f"{batch} image embeddings but {len(text)} captions")
+        return cls(image_embed, zeros, zeros.clone(), text.embed, text.tokens, text.mask)
+
+    def unconditional(self) -> "DecoderCondition":
+        return dataclasses.replace(
+            self, drop_image=torch.ones_like(self.drop_image), drop_text=torch.ones_like(self.drop_text)
+        )
+
+
+@dataclass
+class UpsamplerCondition:
+    """An upsampler is conditioned on the low-resolution image only (no text)."""
+
+    low_res: Tensor
+
+    def unconditional(self) -> "UpsamplerCondition":
+        raise NotImplementedError("upsamplers are not trained for classifier-free guidance")
+
+
+CondT = TypeVar("CondT")
+
+
+def map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """Apply ``fn`` to every tensor field of a conditioning dataclass (``None`` stays)."""
+    changes = {
+        f.name: fn(getattr(obj, f.name))
+        for f in dataclasses.fields(obj)
+        if isinstance(getattr(obj, f.name), Tensor)
+    }
+    return dataclasses.replace(obj, **changes)
+
+
+def concat_conditions(first: CondT, second: CondT) -> CondT:
+    """Stack two conditionings of the same type along the batch (for batched CFG)."""
+    changes = {}
+    for f in dataclasses.fields(first):  # type: ignore[arg-type]
+        a, b = getattr(first, f.name), getattr(second, f.name)
+        if isinstance(a, Tensor):
+            changes[f.name] = torch.cat([a, b], dim=0)
+    return dataclasses.replace(first, **changes)  # type: ignore[type-var]
+
+
+# --------------------------------------------------------------------------------------
+# Diffusion models and the denoiser a sampler drives
+# --------------------------------------------------------------------------------------
+@runtime_checkable
+class Denoiser(Protocol):
+    """A diffusion model with its conditioning (and guidance) bound in.
+
+    ``denoiser(x_t, t)`` takes integer training timesteps ``t`` of shape ``[B]`` and returns
+    the model's prediction of type ``prediction_type``; with ``variance_type ==
+    "learned_range"`` the channels are doubled: prediction first, then the interpolation
+    values in ``[-1, 1]`` between the fixed-small and fixed-large log variances (iDDPM).
+    Predicted x0 is clamped to ``[-clip_range, clip_range]`` by samplers unless it is None.
+    """
+
+    prediction_type: PredictionType
+    variance_type: VarianceType
+    schedule: NoiseSchedule
+    clip_range: float | None
+    device: torch.device
+    dtype: torch.dtype
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor: ...
+
+
+class DiffusionModel(Component[ConfigT], Generic[ConfigT, CondT]):
+    """Base of priors, decoders and upsamplers that are trained as diffusion models."""
+
+    prediction_type: PredictionType = "eps"
+    variance_type: VarianceType = "fixed_small"
+    clip_range: float | None = 1.0
+
+    @property
+    @abstractmethod
+    def schedule(self) -> NoiseSchedule:
+        """The noise schedule this model was trained with."""
+
+    @abstractmethod
+    def forward(self, x_t: Tensor, t: Tensor, cond: CondT) -> Tensor:  # type: ignore[override]
+        """One prediction. Honour ``drop_*`` flags in ``cond`` by using the null inputs."""
+
+    def denoiser(self, cond: CondT, guidance_scale: float = 1.0) -> Denoiser:
+        """Bind ``cond`` (and classifier-free guidance when ``guidance_scale != 1``)."""
+        from unclip_core.diffusion.guidance import bind_denoiser
+
+        return bind_denoiser(self, cond, guidance_scale)
+
+
+# --------------------------------------------------------------------------------------
+# The five kinds
+# --------------------------------------------------------------------------------------
+class Encoder(Component[ConfigT]):
+    """CLIP: text and images into one embedding space."""
+
+    kind = "encoder"
+
+    @abstractmethod
+    def encode_text(self, prompts: Sequence[str]) -> TextEncoding:
+        """Tokenise and encode captions. An empty string is the unconditional caption."""
+
+    @abstractmethod
+    def encode_image(self, images: Tensor | Sequence["Image.Image"]) -> Tensor:
+        """``[B, D]`` unit-norm image embeddings from PIL images or ``[B,3,H,W]`` in [-1, 1]."""
+
+    @property
+    def logit_scale(self) -> Tensor:
+        """Temperature for zero-shot classification (CLIP's learned scale); 100 by default."""
+        return torch.tensor(100.0)
+
+
+class Prior(Component[ConfigT]):
+    """Maps a caption to a CLIP *image* embedding."""
+
+    kind = "prior"
+
+    @abstractmethod
+    def sample(
+        self,
+        text: TextEncoding,
+        *,
+        sampler: "Sampler | None",
+        generator: torch.Generator,
+        guidance_scale: float = 1.0,
+        candidates: int = 1,
+        callback: "StepCallback | None" = None,
+    ) -> Tensor:
+        """``[B, D]`` unit-norm image embeddings, best of ``candidates`` by z_i·z_t."""
+
+
+class Decoder(DiffusionModel[ConfigT, DecoderCondition]):
+    """Draws a base-resolution image from a CLIP image embedding (and caption)."""
+
+    kind = "decoder"
+    in_channels: int = 3
+
+
+class Upsampler(DiffusionModel[ConfigT, UpsamplerCondition]):
+    """Raises resolution, conditioned on the lower-resolution image."""
+
+    kind = "upsampler"
+    in_channels: int = 3
+
+
+@dataclass
+class StepInfo:
+    """What a sampler reports after each step (for progress bars, previews, trajectories)."""
+
+    index: int
+    total: int
+    t: int
+    x: Tensor
+    x0: Tensor | None = None
+
+
+StepCallback = Callable[[StepInfo], None]
+
+
+class Sampler(ABC, Generic[ConfigT]):
+    """Owns the reverse-diffusion loop. Stateless apart from its config, so one instance can
+    serve several stages and threads."""
+
+    kind: ClassVar[Kind] = "sampler"
+
+    def __init__(self, config: ConfigT):
+        self.config = config
+
+    @property
+    def declared(self) -> Declared:
+        return self.config.declares()
+
+    @abstractmethod
+    def sample(
+        self,
+        denoiser: Denoiser,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator,
+        x_T: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """Run the reverse process from ``x_T`` (drawn from ``generator`` when None) to x_0."""
+
+    def invert(self, denoiser: Denoiser, x0: Tensor, *, callback: StepCallback | None = None) -> Tensor:
+        """Map a clean sample to the noise that samples back to it (deterministic samplers)."""
+        from unclip_core.errors import UnclipError
+
+        raise UnclipError(f"sampler {type(self).__name__} cannot invert; use a deterministic one such as 'ddim'")

@@ -1,0 +1,246 @@
+"""Finding plugins and the components they register.
+
+Every plugin — the built-ins included — is an entry point in the ``unclip`` group, loaded
+here one at a time inside its own ``try``: a plugin that fails to import, misspells a hook,
+or raises while registering is recorded in :attr:`Registry.failures` and the rest carry on.
+A name registered twice for one kind is kept out of service and reported with both
+providers, so a recipe can never silently get the wrong one.
+
+Each :func:`discover` call builds a fresh :class:`pluggy.PluginManager` (no global state);
+:func:`default_registry` caches one for the CLI and :func:`unclip_core.load_pipeline`.
+
+Environment:
+  ``UNCLIP_PLUGINS``          comma-separated allowlist of entry-point or distribution names
+  ``UNCLIP_DISABLE_PLUGINS``  comma-separated blocklist (wins over the allowlist)
+  ``UNCLIP_TRACE_PLUGINS=1``  print every hook call and registration to stderr
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from unclip_core import hookspecs
+from unclip_core.errors import PluginError
+from unclip_core.hookspecs import HOOK_FOR_KIND, PROJECT
+from unclip_core.interfaces import KINDS, ComponentConfig
+
+ENTRY_POINT_GROUP = PROJECT
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where a component came from: the entry point and the distribution that ships it."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version} (plugin {self.plugin!r})"
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One registered component: enough to validate a recipe and to build it."""
+
+    kind: str
+    name: str
+    factory: Callable[[Any], Any]
+    config_model: type[ComponentConfig]
+    provider: Provider
+    summary: str = ""
+
+    def build(self, config: ComponentConfig) -> Any:
+        return self.factory(config)
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    plugin: str
+    distribution: str
+    error: str
+    detail: str = ""
+
+
+@dataclass
+class Registry:
+    """Every component by kind and name, plus what failed to load."""
+
+    components: dict[str, dict[str, ComponentSpec]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    duplicates: dict[tuple[str, str], list[Provider]] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    plugins: dict[str, Provider] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ lookups
+    def names(self, kind: str) -> list[str]:
+        return sorted(set(self.components.get(kind, {})) | {n for k, n in self.duplicates if k == kind})
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        """The component, or a :class:`PluginError` saying why not (with "did you mean")."""
+        if kind not in self.components:
+            raise PluginError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+        if (kind, name) in self.duplicates:
+            providers = " and ".join(str(p) for p in self.duplicates[(kind, name)])
+            raise PluginError(
+                f"{kind} {name!r} is registered by both {providers}; "
+                "disable one with UNCLIP_DISABLE_PLUGINS"
+            )
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            raise PluginError(self.unknown_message(kind, name)) from None
+
+    def unknown_message(self, kind: str, name: str) -> str:
+        known = self.names(kind)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listing = ", ".join(known) if known else "none registered"
+        return f"{name!r} is not a registered {kind}{hint}; known {kind}s: {listing}"
+
+    def all_components(self) -> Iterable[ComponentSpec]:
+        for kind in KINDS:
+            for name in sorted(self.components[kind]):
+                yield self.components[kind][name]
+
+    # ------------------------------------------------------------------ registration
+    def _add(self, spec: ComponentSpec) -> None:
+        key = (spec.kind, spec.name)
+        if key in self.duplicates:
+            self.duplicates[key].append(spec.provider)
+            return
+        existing = self.components[spec.kind].pop(spec.name, None)
+        if existing is not None:
+            self.duplicates[key] = [existing.provider, spec.provider]
+            self.failures.append(
+                PluginFailure(
+                    spec.provider.plugin,
+                    spec.provider.distribution,
+                    f"{spec.kind} {spec.name!r} is already registered by {existing.provider}",
+                )
+            )
+            return
+        self.components[spec.kind][spec.name] = spec
+
+
+def _split_env(name: str) -> set[str]:
+    return {item.strip() for item in os.environ.get(name, "").split(",") if item.strip()}
+
+
+def _trace(message: str) -> None:
+    if os.environ.get("UNCLIP_TRACE_PLUGINS"):
+        print(f"[unclip plugins] {message}", file=sys.stderr)
+
+
+def _make_register(registry: Registry, kind: str, provider: Provider) -> Callable[..., None]:
+    def register(
+        name: str,
+        factory: Callable[[Any], Any],
+        config_model: type[BaseModel],
+        *,
+        summary: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{provider}: a {kind} was registered without a name")
+        if not (isinstance(config_model, type) and issubclass(config_model, ComponentConfig)):
+            raise PluginError(
+                f"{provider}: {kind} {name!r} must give a config model derived from "
+                "unclip_core.ComponentConfig (so unknown settings are rejected)"
+            )
+        if not callable(factory):
+            raise PluginError(f"{provider}: {kind} {name!r} factory is not callable")
+        doc = summary or (factory.__doc__ or "").strip().splitlines()[0:1]
+        text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+        _trace(f"{provider.plugin}: register {kind} {name!r}")
+        registry._add(ComponentSpec(kind, name, factory, config_model, provider, text.strip()))
+
+    return register
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _distribution_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("unknown", "?")
+    return (dist.metadata["Name"] or "unknown", dist.version or "?")
+
+
+def discover(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()) -> Registry:
+    """Load every allowed entry point in the ``unclip`` group, plus ``extra_plugins``
+    (``(name, module)`` pairs, for tests and notebooks), into a fresh registry."""
+    registry = Registry()
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(hookspecs)
+    allow, block = _split_env("UNCLIP_PLUGINS"), _split_env("UNCLIP_DISABLE_PLUGINS")
+
+    candidates: list[tuple[str, Provider, Callable[[], Any]]] = []
+    for ep in _entry_points():
+        dist_name, version = _distribution_of(ep)
+        names = {ep.name, dist_name}
+        if names & block or (allow and not names & allow):
+            _trace(f"skip {ep.name} ({dist_name}): not allowed by UNCLIP_PLUGINS / UNCLIP_DISABLE_PLUGINS")
+            continue
+        candidates.append((ep.name, Provider(ep.name, dist_name, version), ep.load))
+    for name, module in extra_plugins:
+        candidates.append((name, Provider(name, "local", "-"), lambda module=module: module))
+
+    for name, provider, load in candidates:
+        try:
+            plugin = load()
+            if manager.get_plugin(name) is not None:
+                raise PluginError(f"a plugin named {name!r} is already loaded")
+            manager.register(plugin, name=name)
+            try:
+                manager.check_pending()
+            except pluggy.PluginValidationError as exc:
+                manager.unregister(plugin)
+                raise PluginError(f"unknown hook: {exc}") from None
+        except Exception as exc:  # a broken plugin must not take the others down
+            registry.failures.append(
+                PluginFailure(name, provider.distribution, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            )
+            _trace(f"failed to load {name}: {exc}")
+            continue
+        registry.plugins[name] = provider
+
+    for kind, hook_name in HOOK_FOR_KIND.items():
+        hook = getattr(manager.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            provider = registry.plugins[impl.plugin_name]
+            register = _make_register(registry, kind, provider)
+            _trace(f"call {impl.plugin_name}.{hook_name}")
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                registry.failures.append(
+                    PluginFailure(
+                        impl.plugin_name,
+                        provider.distribution,
+                        f"{hook_name} raised {type(exc).__name__}: {exc}",
+                        traceback.format_exc(),
+                    )
+                )
+    return registry
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry(refresh: bool = False) -> Registry:
+    """The registry of installed plugins, discovered once per process."""
+    global _DEFAULT
+    if _DEFAULT is None or refresh:
+        _DEFAULT = discover()
+    return _DEFAULT
