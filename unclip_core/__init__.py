@@ -28,3 +28,13 @@ __all__ = [
     "DiffusionModel", "Encoder", "NoiseSchedule", "Prior", "PriorCondition", "Sampler",
     "StepInfo", "TextEncoding", "Upsampler", "UpsamplerCondition",
 ]
+
+
+def load_pipeline(recipe=None, overrides=(), registry=None):
+    """Validate and build a pipeline from a recipe (see :func:`unclip_core.recipe.assemble.load_pipeline`)."""
+    from unclip_core.recipe.assemble import load_pipeline as _load
+
+    return _load(recipe, overrides, registry)
+
+
+__all__ += ["load_pipeline"]

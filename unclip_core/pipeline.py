@@ -1,0 +1,341 @@
+"""The assembled unCLIP stack and everything it can do.
+
+``Pipeline`` holds one encoder, one prior (with its sampler), one decoder (with its sampler)
+and any number of upsampling stages, and composes them into the paper's operations:
+generation, variations, interpolation, text diffs, DDIM inversion, zero-shot classification
+and reranking. It owns no model code of its own: every call goes through the component
+interfaces, so any plugin that honours them works here.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from unclip_core.diffusion.slerp import slerp, text_diff_direction
+from unclip_core.errors import InputError
+from unclip_core.images import load_image, pil_to_tensor, resize_tensor, tensor_to_pil
+from unclip_core.interfaces import (
+    Decoder,
+    DecoderCondition,
+    Encoder,
+    Prior,
+    Sampler,
+    StepCallback,
+    StepInfo,
+    TextEncoding,
+    Upsampler,
+    UpsamplerCondition,
+)
+
+ProgressFactory = Callable[[str, int], Any]
+"""``progress(stage_name, total_steps)`` → an object with ``update(n)`` and ``close()`` (tqdm)."""
+
+
+@dataclass
+class PipelineSettings:
+    prior_guidance_scale: float = 4.0
+    prior_candidates: int = 2
+    decoder_guidance_scale: float = 3.0
+    device: str = "cpu"
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+@dataclass
+class Pipeline:
+    encoder: Encoder
+    prior: Prior
+    prior_sampler: Sampler | None
+    decoder: Decoder
+    decoder_sampler: Sampler
+    upsamplers: list[tuple[Upsampler, Sampler]] = field(default_factory=list)
+    settings: PipelineSettings = field(default_factory=PipelineSettings)
+    recipe: Any = None
+    """The :class:`~unclip_core.recipe.validate.ResolvedRecipe` this was built from, if any."""
+    registry: Any = None
+    progress: ProgressFactory | None = None
+    """Set by the CLI to show progress bars; ``None`` is silent."""
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.settings.device)
+
+    @property
+    def image_size(self) -> int:
+        """Side of the final images."""
+        if self.upsamplers:
+            return int(self.upsamplers[-1][0].declared.image_size)
+        return int(self.decoder.declared.image_size)
+
+    @property
+    def base_size(self) -> int:
+        return int(self.decoder.declared.image_size)
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """Inference mode plus the recipe's precision (bf16 autocast where asked for)."""
+        with torch.no_grad():
+            if self.settings.precision == "bf16":
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
+
+    def _callback(self, stage: str, total: int | None, user: StepCallback | None) -> tuple[StepCallback | None, Callable[[], None]]:
+        bar = self.progress(stage, total or 0) if self.progress is not None else None
+        if bar is None and user is None:
+            return None, lambda: None
+
+        def callback(info: StepInfo) -> None:
+            if bar is not None:
+                bar.update(1)
+            if user is not None:
+                user(info)
+
+        return callback, (bar.close if bar is not None else (lambda: None))
+
+    def _steps(self, sampler: Sampler | None) -> int | None:
+        return getattr(getattr(sampler, "config", None), "steps", None)
+
+    def _sampler_like(self, sampler: Sampler, **changes: Any) -> Sampler:
+        """A sampler of the same kind with some settings changed (e.g. DDIM's eta)."""
+        config = sampler.config.model_copy(update=changes)
+        return type(sampler)(type(sampler.config).model_validate(config.model_dump()))
+
+    def _ddim(self, eta: float = 0.0) -> Sampler:
+        """A DDIM sampler with the decoder sampler's step count, for inversion and variations."""
+        if self.registry is None:
+            from unclip_core.registry import default_registry
+
+            self.registry = default_registry()
+        spec = self.registry.get("sampler", "ddim")
+        settings: dict[str, Any] = {"eta": eta}
+        steps = self._steps(self.decoder_sampler)
+        if steps is not None:
+            settings["steps"] = steps
+        spacing = getattr(self.decoder_sampler.config, "timestep_spacing", None)
+        if spacing is not None:
+            settings["timestep_spacing"] = spacing
+        return spec.build(spec.config_model.model_validate(settings))
+
+    @staticmethod
+    def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        prompts = list(prompts)
+        if not prompts:
+            raise InputError("no prompt given")
+        for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise InputError(f"prompt {index} is {type(prompt).__name__}, not text")
+            if not prompt.strip():
+                raise InputError(f"prompt {index} is empty; describe the image to generate")
+        return prompts
+
+    # ------------------------------------------------------------------ stages
+    def encode_text(self, prompts: Sequence[str]) -> TextEncoding:
+        with self._running():
+            return self.encoder.encode_text(list(prompts))
+
+    def encode_image(self, images: Sequence[Image.Image | str | Path] | Tensor) -> Tensor:
+        if not isinstance(images, Tensor):
+            images = [load_image(image) for image in images]
+        with self._running():
+            return self.encoder.encode_image(images).float()
+
+    def sample_prior(self, text: TextEncoding, generator: torch.Generator, callback: StepCallback | None = None) -> Tensor:
+        cb, close = self._callback("prior", self._steps(self.prior_sampler), callback)
+        try:
+            with self._running():
+                return self.prior.sample(
+                    text,
+                    sampler=self.prior_sampler,
+                    generator=generator,
+                    guidance_scale=self.settings.prior_guidance_scale,
+                    candidates=self.settings.prior_candidates,
+                    callback=cb,
+                ).float()
+        finally:
+            close()
+
+    def decoder_condition(self, image_embed: Tensor, text: TextEncoding | None) -> DecoderCondition:
+        return DecoderCondition.build(image_embed.to(self.device), text)
+
+    def decode(
+        self,
+        image_embed: Tensor,
+        text: TextEncoding | None,
+        generator: torch.Generator,
+        *,
+        x_T: Tensor | None = None,
+        sampler: Sampler | None = None,
+        guidance_scale: float | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """Base-resolution images ``[B, 3, s, s]`` from image embeddings (and captions)."""
+        sampler = sampler or self.decoder_sampler
+        scale = self.settings.decoder_guidance_scale if guidance_scale is None else guidance_scale
+        cond = self.decoder_condition(image_embed, text)
+        shape = (image_embed.shape[0], self.decoder.in_channels, self.base_size, self.base_size)
+        cb, close = self._callback("decoder", self._steps(sampler), callback)
+        try:
+            with self._running():
+                x = sampler.sample(self.decoder.denoiser(cond, scale), shape, generator=generator, x_T=x_T, callback=cb)
+        finally:
+            close()
+        return x.float().clamp(-1, 1)
+
+    def upsample(self, images: Tensor, generator: torch.Generator, callback: StepCallback | None = None) -> Tensor:
+        """Run every upsampling stage in turn."""
+        for index, (model, sampler) in enumerate(self.upsamplers):
+            size = int(model.declared.image_size)
+            cond = UpsamplerCondition(images.to(self.device))
+            shape = (images.shape[0], model.in_channels, size, size)
+            cb, close = self._callback(f"upsampler {index}", self._steps(sampler), callback)
+            try:
+                with self._running():
+                    images = sampler.sample(model.denoiser(cond, 1.0), shape, generator=generator, callback=cb)
+            finally:
+                close()
+            images = images.float().clamp(-1, 1)
+        return images
+
+    # ------------------------------------------------------------------ operations
+    def generate_tensors(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> Tensor:
+        """Text → images ``[len(prompts)·n, 3, H, W]`` in [-1, 1] (prompt-major order)."""
+        prompts = self._check_prompts(prompts)
+        if n < 1:
+            raise InputError(f"n must be at least 1, got {n}")
+        generator = self.generator(seed)
+        expanded = [p for p in prompts for _ in range(n)]
+        text = self.encode_text(expanded)
+        image_embed = self.sample_prior(text, generator)
+        base = self.decode(image_embed, text, generator)
+        return self.upsample(base, generator)
+
+    def generate(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> list[Image.Image]:
+        """Text → ``n`` PIL images per prompt (prompt-major order). Same seed, same images."""
+        return tensor_to_pil(self.generate_tensors(prompts, n, seed))
+
+    def image_tensor(self, image: Image.Image | str | Path | Tensor, size: int | None = None) -> Tensor:
+        """``[1, 3, s, s]`` in [-1, 1] at the decoder's size (or ``size``)."""
+        size = size or self.base_size
+        if isinstance(image, Tensor):
+            if image.ndim == 3:
+                image = image[None]
+            if image.ndim != 4 or image.shape[1] != 3:
+                raise InputError(f"image tensor must be [B, 3, H, W], got {tuple(image.shape)}")
+            return resize_tensor(image.float(), size).to(self.device)
+        return pil_to_tensor([load_image(image)], size).to(self.device)
+
+    def variations(
+        self, image: Image.Image | str | Path, n: int = 4, seed: int = 0, eta: float = 1.0
+    ) -> list[Image.Image]:
+        """Images that keep the input's CLIP image embedding: DDIM with η > 0 from that embedding
+        (unCLIP §3.1), caption unknown so the decoder's text input is dropped."""
+        generator = self.generator(seed)
+        image_embed = self.encode_image([load_image(image)]).repeat(n, 1)
+        base = self.decode(image_embed, None, generator, sampler=self._ddim(eta))
+        return tensor_to_pil(self.upsample(base, generator))
+
+    def invert(self, image: Image.Image | str | Path | Tensor) -> tuple[Tensor, Tensor]:
+        """The bipartite latent (z_i, x_T): CLIP image embedding, and the decoder noise that
+        DDIM (η = 0, no guidance) maps back to the image (unCLIP §3)."""
+        x0 = self.image_tensor(image)
+        if isinstance(image, Tensor):
+            z_i = self.encode_image(x0)
+        else:
+            z_i = self.encode_image([load_image(image)])
+        cond = self.decoder_condition(z_i, None)
+        cb, close = self._callback("inversion", self._steps(self.decoder_sampler), None)
+        try:
+            with self._running():
+                x_T = self._ddim(0.0).invert(self.decoder.denoiser(cond, 1.0), x0, callback=cb)
+        finally:
+            close()
+        return z_i, x_T.float()
+
+    def decode_latent(self, image_embed: Tensor, x_T: Tensor, *, upsample: bool = True, seed: int = 0) -> Tensor:
+        """Deterministic decode of a bipartite latent: DDIM η = 0, no guidance (inverse of
+        :meth:`invert`). Upsamplers, if any and asked for, run with ``seed``."""
+        base = self.decode(image_embed, None, self.generator(seed), x_T=x_T, sampler=self._ddim(0.0), guidance_scale=1.0)
+        return self.upsample(base, self.generator(seed)) if upsample and self.upsamplers else base
+
+    def interpolate(
+        self,
+        image_a: Image.Image | str | Path,
+        image_b: Image.Image | str | Path,
+        steps: int = 5,
+        x_T: Literal["fixed", "slerp"] = "fixed",
+        seed: int = 0,
+    ) -> list[Image.Image]:
+        """Slerp between two images' CLIP embeddings (unCLIP §3.2). ``x_T="fixed"`` shares one
+        random decoder latent along the path; ``"slerp"`` slerps the two DDIM-inverted latents,
+        so the endpoints are the inputs' reconstructions."""
+        if steps < 2:
+            raise InputError(f"interpolate needs at least 2 steps, got {steps}")
+        if x_T not in ("fixed", "slerp"):
+            raise InputError(f"x_T must be 'fixed' or 'slerp', got {x_T!r}")
+        thetas = torch.linspace(0, 1, steps)
+        if x_T == "slerp":
+            (z_a, xa), (z_b, xb) = self.invert(image_a), self.invert(image_b)
+            flat_a, flat_b = xa.flatten(1), xb.flatten(1)
+            latents = [slerp(flat_a, flat_b, float(t)).reshape(xa.shape) for t in thetas]
+        else:
+            z_a = self.encode_image([load_image(image_a)])
+            z_b = self.encode_image([load_image(image_b)])
+            noise = torch.randn(
+                (1, self.decoder.in_channels, self.base_size, self.base_size),
+                generator=self.generator(seed),
+                device=self.device,
+            )
+            latents = [noise] * steps
+        embeds = torch.cat([slerp(z_a, z_b, float(t)) for t in thetas])
+        return tensor_to_pil(self.decode_latent(embeds, torch.cat(latents), seed=seed))
+
+    def text_diff(
+        self,
+        image: Image.Image | str | Path,
+        from_caption: str,
+        to_caption: str,
+        thetas: Sequence[float] = (0.0, 0.25, 0.5),
+        seed: int = 0,
+    ) -> list[Image.Image]:
+        """Edit an image towards a caption change (unCLIP §3.3): z_d = normalize(z_t1 − z_t0),
+        decode slerp(z_i, z_d, θ) from the image's fixed DDIM-inverted latent."""
+        self._check_prompts([from_caption, to_caption])
+        z_i, x_T = self.invert(image)
+        text = self.encode_text([from_caption, to_caption])
+        z_d = text_diff_direction(text.embed[0:1].float(), text.embed[1:2].float())
+        embeds = torch.cat([slerp(z_i, z_d, float(theta)) for theta in thetas])
+        return tensor_to_pil(self.decode_latent(embeds, x_T.repeat(len(thetas), 1, 1, 1), seed=seed))
+
+    def classify(self, image: Image.Image | str | Path, labels: Sequence[str]) -> dict[str, float]:
+        """Zero-shot classification: softmax over CLIP similarities to each label."""
+        labels = self._check_prompts(labels)
+        z_i = self.encode_image([load_image(image)])
+        z_t = self.encode_text(labels).embed.float()
+        logits = self.encoder.logit_scale.float().to(z_i.device) * z_i @ z_t.T
+        probs = logits.softmax(dim=-1)[0]
+        return {label: float(p) for label, p in zip(labels, probs)}
+
+    def rerank(self, images: Sequence[Image.Image | str | Path], prompt: str) -> list[tuple[int, float]]:
+        """``(index, cosine similarity)`` of each image to the prompt, best first (unCLIP's
+        CLIP reranking of samples)."""
+        self._check_prompts([prompt])
+        if not images:
+            raise InputError("no images to rerank")
+        z_i = self.encode_image([load_image(image) for image in images])
+        z_t = self.encode_text([prompt]).embed.float()
+        scores = (z_i @ z_t.T)[:, 0].tolist()
+        return sorted(enumerate(scores), key=lambda item: -item[1])

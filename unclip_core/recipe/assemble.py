@@ -1,0 +1,78 @@
+"""Turning a validated recipe into a running :class:`~unclip_core.pipeline.Pipeline`."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unclip_core.errors import CheckpointError, PluginError
+from unclip_core.pipeline import Pipeline, PipelineSettings
+from unclip_core.recipe.files import load_recipe
+from unclip_core.recipe.validate import ResolvedComponent, ResolvedRecipe
+from unclip_core.registry import Registry, default_registry
+from unclip_core.weights import load_weights
+
+
+def build_component(resolved: ResolvedComponent, device: str | torch.device = "cpu") -> Any:
+    """Build one component from its validated config and load its weights, if any."""
+    try:
+        component = resolved.spec.build(resolved.config)
+    except (PluginError, CheckpointError):
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"{resolved.path}: building {resolved.spec.kind} {resolved.spec.name!r} "
+            f"({resolved.spec.provider}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(component, torch.nn.Module):
+        if resolved.weights is not None:
+            try:
+                load_weights(component, resolved.weights)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{resolved.path}.weights: {exc}") from None
+        component.eval().requires_grad_(False)
+        component.to(device)
+    return component
+
+
+def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -> Pipeline:
+    """Build every stage of a validated recipe (weights loaded, eval mode, on its device)."""
+    recipe = resolved.recipe
+    device = recipe.runtime.device
+    if recipe.runtime.threads:
+        torch.set_num_threads(recipe.runtime.threads)
+    return Pipeline(
+        encoder=build_component(resolved.encoder, device),
+        prior=build_component(resolved.prior, device),
+        prior_sampler=build_component(resolved.prior_sampler) if resolved.prior_sampler else None,
+        decoder=build_component(resolved.decoder, device),
+        decoder_sampler=build_component(resolved.decoder_sampler),
+        upsamplers=[(build_component(u, device), build_component(s)) for u, s in resolved.upsamplers],
+        settings=PipelineSettings(
+            prior_guidance_scale=recipe.prior.guidance_scale,
+            prior_candidates=recipe.prior.candidates,
+            decoder_guidance_scale=recipe.decoder.guidance_scale,
+            device=device,
+            precision=recipe.runtime.precision,
+        ),
+        recipe=resolved,
+        registry=registry or default_registry(),
+    )
+
+
+def load_pipeline(
+    recipe: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    registry: Registry | None = None,
+) -> Pipeline:
+    """Validate and build a pipeline from a recipe file or a shipped recipe's name.
+
+    With no recipe, the shipped default (the shapes-world model) is used::
+
+        from unclip_core import load_pipeline
+        images = load_pipeline().generate("a red circle to the left of a blue square", n=4)
+    """
+    registry = registry or default_registry()
+    return build_pipeline(load_recipe(recipe, overrides, registry), registry)

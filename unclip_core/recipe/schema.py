@@ -1,0 +1,87 @@
+"""The shape of a recipe file, independent of which components it names.
+
+A recipe has one slot per stage. Each slot names a registered component by ``type``, gives
+that component's own settings under ``config`` (validated later by the component's own
+pydantic model) and, for models, a ``weights`` file relative to the recipe::
+
+    encoder:   {type: open-clip, config: {...}, weights: clip.safetensors}
+    prior:     {type: diffusion-prior, config: {...}, weights: prior.safetensors,
+                guidance_scale: 4.0, candidates: 2, sampler: {type: ddim, config: {steps: 25}}}
+    decoder:   {type: unclip-decoder, ..., guidance_scale: 3.0, sampler: {type: ddpm, ...}}
+    upsamplers:
+      - {type: unet-upsampler, ..., sampler: {type: ddim, config: {steps: 20}}}
+    runtime:   {device: cpu, precision: fp32}
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplerSlot(_Strict):
+    """A sampler by registry name, with its settings."""
+
+    type: str = Field(description="Registered sampler name, e.g. 'ddim'.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The sampler's own settings.")
+
+
+class ComponentSlot(_Strict):
+    """A model component by registry name, with its settings and weights."""
+
+    type: str = Field(description="Registered component name, e.g. 'unclip-decoder'.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The component's own settings.")
+    weights: str | None = Field(
+        default=None,
+        description="A .safetensors file, relative to the recipe file; omitted = random initial weights.",
+    )
+
+
+class PriorStage(ComponentSlot):
+    sampler: SamplerSlot | None = Field(
+        default=None, description="Sampler for diffusion priors; autoregressive priors take none."
+    )
+    guidance_scale: float = Field(default=4.0, ge=0, description="Classifier-free guidance on the caption.")
+    candidates: int = Field(
+        default=2, ge=1, le=64, description="Best of N: samples per caption, the one most similar to it is kept."
+    )
+
+
+class DecoderStage(ComponentSlot):
+    sampler: SamplerSlot = Field(description="Sampler for the decoder.")
+    guidance_scale: float = Field(
+        default=3.0, ge=0, description="Classifier-free guidance on image embedding and caption together."
+    )
+
+
+class UpsamplerStage(ComponentSlot):
+    sampler: SamplerSlot = Field(description="Sampler for this upsampling stage.")
+
+
+class Runtime(_Strict):
+    """Where and how the pipeline runs."""
+
+    device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16 runs the models under bfloat16 autocast (fast on AMX CPUs and GPUs)."
+    )
+    threads: int | None = Field(default=None, ge=1, description="torch intra-op threads; None leaves torch's default.")
+
+
+class Recipe(_Strict):
+    """An inference recipe: every stage of text → image."""
+
+    name: str | None = Field(default=None, description="Short name shown by `unclip recipe ls`.")
+    description: str | None = Field(default=None, description="One line on what this recipe is for.")
+    encoder: ComponentSlot
+    prior: PriorStage
+    decoder: DecoderStage
+    upsamplers: list[UpsamplerStage] = Field(default_factory=list, description="Super-resolution stages, in order.")
+    runtime: Runtime = Field(default_factory=Runtime)
+
+
+SLOTS = ("name", "description", "encoder", "prior", "decoder", "upsamplers", "runtime")

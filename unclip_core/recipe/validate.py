@@ -1,0 +1,289 @@
+"""Validate a recipe completely before anything is built.
+
+Every problem is collected with its YAML path — unknown slot, unknown component (with "did
+you mean"), bad or extra setting (checked by the component's own pydantic model), missing
+weights file, incompatible chain — and raised together as one :class:`RecipeError`. Nothing
+is built and no weights are read until the whole recipe is known to be sound.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from unclip_core.errors import PluginError, RecipeError
+from unclip_core.interfaces import ComponentConfig, Declared
+from unclip_core.recipe.schema import (
+    SLOTS,
+    ComponentSlot,
+    DecoderStage,
+    PriorStage,
+    Recipe,
+    Runtime,
+    UpsamplerStage,
+)
+from unclip_core.registry import ComponentSpec, Registry
+
+Problems = list[tuple[str, str]]
+
+
+@dataclass
+class ResolvedComponent:
+    """One slot of a validated recipe: which component, its parsed settings, its weights."""
+
+    path: str
+    spec: ComponentSpec
+    config: ComponentConfig
+    weights: Path | None = None
+
+    @property
+    def declared(self) -> Declared:
+        return self.config.declares()
+
+
+@dataclass
+class ResolvedRecipe:
+    """A recipe that passed validation: everything needed to build the pipeline."""
+
+    recipe: Recipe
+    data: dict[str, Any]
+    source: Path | None
+    encoder: ResolvedComponent
+    prior: ResolvedComponent
+    prior_sampler: ResolvedComponent | None
+    decoder: ResolvedComponent
+    decoder_sampler: ResolvedComponent
+    upsamplers: list[tuple[ResolvedComponent, ResolvedComponent]] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return recipe_digest(self.data)
+
+
+def recipe_digest(data: dict[str, Any]) -> str:
+    """A short stable hash of the recipe's content (after overrides)."""
+    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _join(*parts: Any) -> str:
+    return ".".join(str(p) for p in parts if p != "")
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def pydantic_problems(error: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> Problems:
+    """Turn pydantic's errors into ``(yaml_path, message)`` pairs under ``prefix``."""
+    problems: Problems = []
+    for item in error.errors():
+        loc = list(item.get("loc", ()))
+        path = _join(prefix, *loc)
+        kind = item.get("type", "")
+        if kind == "extra_forbidden":
+            known = sorted(model.model_fields) if model is not None and len(loc) == 1 else []
+            message = f"unknown setting {str(loc[-1])!r}{_did_you_mean(str(loc[-1]), known)}"
+            if known:
+                message += f"; allowed: {', '.join(known)}"
+        elif kind == "missing":
+            message = "required setting is missing"
+        else:
+            shown = repr(item.get("input"))
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            message = f"{item.get('msg', 'invalid value')} (got {shown})"
+        problems.append((path, message))
+    return problems
+
+
+def _check_slot_model(raw: Any, model: type[BaseModel], path: str, problems: Problems) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, path, model))
+        return None
+
+
+def _resolve_component(
+    raw: Any, kind: str, path: str, registry: Registry, base_dir: Path, problems: Problems
+) -> ResolvedComponent | None:
+    """Look up ``raw['type']`` and validate ``raw['config']`` with that component's model."""
+    if not isinstance(raw, dict):
+        return None  # the slot model already reported it
+    name = raw.get("type")
+    if not isinstance(name, str):
+        return None
+    try:
+        spec = registry.get(kind, name)
+    except PluginError as exc:
+        problems.append((_join(path, "type"), str(exc)))
+        return None
+    settings = raw.get("config", {})
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        return None
+    try:
+        config = spec.config_model.model_validate(settings)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, _join(path, "config"), spec.config_model))
+        return None
+    except Exception as exc:  # a plugin's validator raised something pydantic does not wrap
+        problems.append((_join(path, "config"), f"{type(exc).__name__}: {exc}"))
+        return None
+    try:
+        config.declares()
+    except Exception as exc:
+        problems.append((_join(path, "config"), f"{exc}"))
+        return None
+    weights = None
+    if raw.get("weights") is not None and isinstance(raw.get("weights"), str):
+        weights = (base_dir / raw["weights"]).resolve()
+        if weights.suffix != ".safetensors":
+            problems.append((_join(path, "weights"), f"weights must be a .safetensors file, got {raw['weights']!r}"))
+        elif not weights.is_file():
+            problems.append((_join(path, "weights"), f"file not found: {weights}"))
+    return ResolvedComponent(path, spec, config, weights)
+
+
+def _check_chain(
+    encoder: ResolvedComponent | None,
+    prior: ResolvedComponent | None,
+    prior_sampler_given: bool | None,
+    decoder: ResolvedComponent | None,
+    upsamplers: list[ResolvedComponent | None],
+    problems: Problems,
+) -> None:
+    """Sizes must agree along text → prior → decoder → upsamplers."""
+    enc = encoder.declared if encoder else None
+    for stage in (prior, decoder):
+        if stage is None or enc is None:
+            continue
+        mine = stage.declared
+        for attr, label in (
+            ("embed_dim", "embedding size"),
+            ("text_width", "caption token width"),
+            ("context_length", "caption length (tokens)"),
+        ):
+            a, b = getattr(enc, attr), getattr(mine, attr)
+            if a is not None and b is not None and a != b:
+                problems.append(
+                    (stage.path, f"{label} {b} does not match the encoder's {a} ({encoder.spec.name})")
+                )
+    if prior is not None and decoder is not None:
+        a, b = prior.declared.embed_dim, decoder.declared.embed_dim
+        if a is not None and b is not None and a != b and enc is None:
+            problems.append((decoder.path, f"embedding size {b} does not match the prior's {a}"))
+    if prior is not None and prior_sampler_given is not None:
+        needs = prior.declared.needs_sampler
+        if needs is True and not prior_sampler_given:
+            problems.append(("prior.sampler", f"prior {prior.spec.name!r} is a diffusion model and needs a sampler"))
+        if needs is False and prior_sampler_given:
+            problems.append(("prior.sampler", f"prior {prior.spec.name!r} samples by itself; remove prior.sampler"))
+    previous, previous_name = (decoder.declared.image_size, "decoder") if decoder else (None, "decoder")
+    for index, stage in enumerate(upsamplers):
+        if stage is None:
+            previous = None
+            continue
+        declared = stage.declared
+        if previous is not None and declared.input_size is not None and previous != declared.input_size:
+            problems.append(
+                (stage.path, f"expects {declared.input_size}px input but the {previous_name} makes {previous}px images")
+            )
+        previous, previous_name = declared.image_size, f"upsampler {index}"
+
+
+def validate_recipe(
+    data: Any,
+    registry: Registry,
+    *,
+    base_dir: Path | str = ".",
+    source: Path | str | None = None,
+) -> ResolvedRecipe:
+    """Check ``data`` (a parsed recipe) completely; raise one RecipeError listing every problem."""
+    base_dir = Path(base_dir)
+    label = str(source) if source else None
+    if not isinstance(data, dict):
+        raise RecipeError([("", f"a recipe must be a YAML mapping of slots, got {type(data).__name__}")], label)
+    problems: Problems = []
+
+    for key in data:
+        if key not in SLOTS:
+            problems.append((str(key), f"unknown slot{_did_you_mean(str(key), list(SLOTS))}; slots are {', '.join(SLOTS)}"))
+    for required in ("encoder", "prior", "decoder"):
+        if required not in data:
+            problems.append((required, "required slot is missing"))
+
+    # Structure of each slot (stage-level keys), then each named component's own settings.
+    if "encoder" in data:
+        _check_slot_model(data["encoder"], ComponentSlot, "encoder", problems)
+    if "prior" in data:
+        _check_slot_model(data["prior"], PriorStage, "prior", problems)
+    if "decoder" in data:
+        _check_slot_model(data["decoder"], DecoderStage, "decoder", problems)
+    if "runtime" in data:
+        _check_slot_model(data["runtime"], Runtime, "runtime", problems)
+    for key in ("name", "description"):
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            problems.append((key, f"must be text, got {type(data[key]).__name__}"))
+
+    def sampler_of(stage_raw: Any, path: str) -> ResolvedComponent | None:
+        if isinstance(stage_raw, dict) and isinstance(stage_raw.get("sampler"), dict):
+            return _resolve_component(stage_raw["sampler"], "sampler", _join(path, "sampler"), registry, base_dir, problems)
+        return None
+
+    encoder = _resolve_component(data.get("encoder"), "encoder", "encoder", registry, base_dir, problems)
+    prior = _resolve_component(data.get("prior"), "prior", "prior", registry, base_dir, problems)
+    prior_sampler = sampler_of(data.get("prior"), "prior")
+    decoder = _resolve_component(data.get("decoder"), "decoder", "decoder", registry, base_dir, problems)
+    decoder_sampler = sampler_of(data.get("decoder"), "decoder")
+
+    upsamplers: list[tuple[ResolvedComponent | None, ResolvedComponent | None]] = []
+    raw_ups = data.get("upsamplers", [])
+    if raw_ups is None:
+        raw_ups = []
+    if not isinstance(raw_ups, list):
+        problems.append(("upsamplers", f"must be a list of stages, got {type(raw_ups).__name__}"))
+        raw_ups = []
+    for index, raw in enumerate(raw_ups):
+        path = f"upsamplers.{index}"
+        _check_slot_model(raw, UpsamplerStage, path, problems)
+        upsamplers.append(
+            (_resolve_component(raw, "upsampler", path, registry, base_dir, problems), sampler_of(raw, path))
+        )
+
+    prior_raw = data.get("prior")
+    sampler_given = ("sampler" in prior_raw and prior_raw["sampler"] is not None) if isinstance(prior_raw, dict) else None
+    _check_chain(encoder, prior, sampler_given, decoder, [u for u, _ in upsamplers], problems)
+
+    if problems:
+        raise RecipeError(_dedupe(problems), label)
+    recipe = Recipe.model_validate(data)  # cannot fail: every part passed above
+    assert encoder and prior and decoder and decoder_sampler
+    return ResolvedRecipe(
+        recipe=recipe,
+        data=data,
+        source=Path(source) if source else None,
+        encoder=encoder,
+        prior=prior,
+        prior_sampler=prior_sampler,
+        decoder=decoder,
+        decoder_sampler=decoder_sampler,
+        upsamplers=[(u, s) for u, s in upsamplers if u and s],
+    )
+
+
+def _dedupe(problems: Problems) -> Problems:
+    seen: set[tuple[str, str]] = set()
+    result: Problems = []
+    for item in problems:
+        if item not in seen:
+            seen.add(item)
+            result.append(item)
+    return result

@@ -1,0 +1,107 @@
+"""Reading and writing model weights: safetensors only, checked, written atomically.
+
+Nothing is unpickled. A file that is missing, is not safetensors, or whose tensors do not
+fit the model raises a :class:`CheckpointError` naming the file and the first offending
+tensors. Writes go to a temporary file in the same folder and are renamed into place, so an
+interrupted save never leaves a half-written file where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unclip_core.errors import CheckpointError
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
+def _listing(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a CheckpointError unless ``state`` has exactly the module's tensors and shapes."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{name} {tuple(state[name].shape)} vs model {tuple(expected[name].shape)}"
+        for name in sorted(set(expected) & set(state))
+        if tuple(state[name].shape) != tuple(expected[name].shape)
+    ]
+    parts = []
+    if wrong:
+        parts.append(f"shape mismatch for {_listing(wrong, 3)}")
+    if missing:
+        parts.append(f"missing {_listing(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_listing(unexpected)}")
+    if parts:
+        raise CheckpointError(f"{source} does not fit the model's config: " + "; ".join(parts))
+
+
+def load_weights(module: nn.Module, path: str | Path) -> None:
+    """Load a safetensors file into ``module`` after checking every name and shape."""
+    state = read_safetensors(path)
+    check_state_dict(module, state, str(path))
+    module.load_state_dict(state, strict=True)
+
+
+def atomic_save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write tensors to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(contiguous, tmp, metadata=meta)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_weights(module: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Save a module's state dict as safetensors, atomically. Shared tensors are cloned."""
+    state = {}
+    seen: dict[int, str] = {}
+    for name, tensor in module.state_dict().items():
+        key = tensor.untyped_storage().data_ptr() if tensor.numel() else id(tensor)
+        state[name] = tensor.clone() if key in seen else tensor
+        seen.setdefault(key, name)
+    return atomic_save_safetensors(state, path, metadata)
