@@ -1,0 +1,191 @@
+"""``unclip generate|vary|interpolate|textdiff|classify``: the pipeline's operations as commands.
+
+``unclip generate PROMPT [-r RECIPE] [-n N] [--seed S] [-o OUT.png] [key=value …]`` is a public
+contract. Every PNG carries prompt, seed, recipe, overrides and the recipe digest, so
+``unclip generate --from OUT.png`` reproduces it exactly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from unclip_core.errors import InputError
+
+
+def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("-r", "--recipe", default=None, help="recipe file or shipped recipe name (default: shapes)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+    p.add_argument("-o", "--out", default=default_out, help=f"output file (default: {default_out})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. decoder.guidance_scale=2")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("generate", help="generate images from a caption")
+    g.add_argument("prompt", nargs="?", help="the caption")
+    g.add_argument("-n", type=int, default=1, help="images to generate; more than one also writes a grid")
+    g.add_argument("--from", dest="from_png", default=None, help="reproduce a PNG written by unclip generate")
+    _add_common(g, "unclip.png")
+    g.set_defaults(handler=run_generate)
+
+    v = sub.add_parser("vary", help="variations of an image (same CLIP image embedding)")
+    v.add_argument("image")
+    v.add_argument("-n", type=int, default=4, help="number of variations")
+    v.add_argument("--eta", type=float, default=1.0, help="DDIM eta: 0 = deterministic, 1 = DDPM-like")
+    _add_common(v, "variations.png")
+    v.set_defaults(handler=run_vary)
+
+    i = sub.add_parser("interpolate", help="slerp between two images' embeddings; writes a grid and a GIF")
+    i.add_argument("image_a")
+    i.add_argument("image_b")
+    i.add_argument("--steps", type=int, default=5)
+    i.add_argument("--x-t", dest="x_t", choices=["fixed", "slerp"], default="fixed", help="decoder latent along the path")
+    _add_common(i, "interpolation.png")
+    i.set_defaults(handler=run_interpolate)
+
+    t = sub.add_parser("textdiff", help="edit an image towards a caption change; writes a grid and a GIF")
+    t.add_argument("image")
+    t.add_argument("from_caption", help="a caption describing the image as it is")
+    t.add_argument("to_caption", help="the caption to move towards")
+    t.add_argument("--thetas", default="0,0.1,0.2,0.3,0.4,0.5", help="comma-separated slerp angles in [0, 1]")
+    _add_common(t, "textdiff.png")
+    t.set_defaults(handler=run_textdiff)
+
+    c = sub.add_parser("classify", help="zero-shot classification of an image with the recipe's encoder")
+    c.add_argument("image")
+    c.add_argument("labels", nargs="+", help="candidate captions")
+    c.add_argument("-r", "--recipe", default=None)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=run_classify, overrides=[], quiet=True)
+
+
+def _pipeline(args: argparse.Namespace):
+    from unclip_core.recipe.assemble import load_pipeline
+
+    pipeline = load_pipeline(args.recipe, args.overrides)
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        pipeline.progress = lambda stage, total: tqdm(total=total or None, desc=stage, leave=False, file=sys.stderr)
+    return pipeline
+
+
+def _write_results(images: list, out: Path, metadata: dict[str, Any], gif: bool = False) -> None:
+    from unclip_core.images import make_grid, save_gif, save_png
+
+    if out.suffix.lower() != ".png":
+        raise InputError(f"output must be a .png file, got {out}")
+    if len(images) == 1:
+        save_png(images[0], out, metadata)
+        print(out)
+        return
+    save_png(make_grid(images), out, metadata)
+    print(out)
+    for index, image in enumerate(images):
+        path = out.with_name(f"{out.stem}-{index}.png")
+        save_png(image, path, {**metadata, "index": index})
+        print(path)
+    if gif:
+        path = out.with_suffix(".gif")
+        save_gif(images, path)
+        print(path)
+
+
+def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any]:
+    from unclip_core import __version__
+
+    resolved = pipeline.recipe
+    return {
+        "recipe": str(resolved.source) if resolved is not None else None,
+        "recipe_digest": resolved.digest if resolved is not None else None,
+        "overrides": list(args.overrides),
+        "seed": args.seed,
+        "unclip_version": __version__,
+        **extra,
+    }
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    if args.from_png:
+        return _regenerate(args)
+    if args.prompt is None:
+        raise InputError("give a PROMPT (or --from IMAGE.png to reproduce an image)")
+    pipeline = _pipeline(args)
+    images = pipeline.generate([args.prompt], n=args.n, seed=args.seed)
+    _write_results(images, Path(args.out), _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n))
+    return 0
+
+
+def _regenerate(args: argparse.Namespace) -> int:
+    from unclip_core.images import read_png_metadata, save_png
+
+    meta = read_png_metadata(args.from_png)
+    if meta.get("command") != "generate":
+        raise InputError(f"{args.from_png} was not written by `unclip generate`")
+    args.recipe = meta["recipe"]
+    args.overrides = list(meta.get("overrides", [])) + list(args.overrides)
+    args.seed = int(meta["seed"])
+    pipeline = _pipeline(args)
+    if pipeline.recipe.digest != meta.get("recipe_digest"):
+        print(
+            f"unclip: warning: recipe {args.recipe} changed since {args.from_png} was made; the image may differ",
+            file=sys.stderr,
+        )
+    n = int(meta.get("n", 1))
+    images = pipeline.generate([meta["prompt"]], n=n, seed=args.seed)
+    index = meta.get("index")
+    out = Path(args.out if args.out != "unclip.png" else Path(args.from_png).with_name(Path(args.from_png).stem + "-again.png"))
+    if index is None and n > 1:
+        from unclip_core.images import make_grid
+
+        image = make_grid(images)
+    else:
+        image = images[int(index or 0)]
+    save_png(image, out, meta)
+    print(out)
+    return 0
+
+
+def run_vary(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    images = pipeline.variations(args.image, n=args.n, seed=args.seed, eta=args.eta)
+    _write_results(images, Path(args.out), _metadata(args, pipeline, command="vary", image=args.image, eta=args.eta))
+    return 0
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    images = pipeline.interpolate(args.image_a, args.image_b, steps=args.steps, x_T=args.x_t, seed=args.seed)
+    meta = _metadata(args, pipeline, command="interpolate", images=[args.image_a, args.image_b], x_T=args.x_t)
+    _write_results(images, Path(args.out), meta, gif=True)
+    return 0
+
+
+def run_textdiff(args: argparse.Namespace) -> int:
+    try:
+        thetas = [float(x) for x in args.thetas.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--thetas must be comma-separated numbers, got {args.thetas!r}") from None
+    if not thetas or any(not 0 <= t <= 1 for t in thetas):
+        raise InputError("--thetas must be numbers in [0, 1]")
+    pipeline = _pipeline(args)
+    images = pipeline.text_diff(args.image, args.from_caption, args.to_caption, thetas=thetas, seed=args.seed)
+    meta = _metadata(
+        args, pipeline, command="textdiff", image=args.image, captions=[args.from_caption, args.to_caption], thetas=thetas
+    )
+    _write_results(images, Path(args.out), meta, gif=True)
+    return 0
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    scores = pipeline.classify(args.image, args.labels)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
+            print(f"{p:6.1%}  {label}")
+    return 0

@@ -1,0 +1,115 @@
+"""``unclip recipe ls|show|validate|cp`` (after torchtune's recipe commands)."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import yaml
+
+from unclip_core.errors import InputError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipe", help="list, show, validate and copy recipes")
+    rsub = p.add_subparsers(dest="recipe_command", metavar="ACTION")
+    rsub.required = True
+
+    ls = rsub.add_parser("ls", help="list the recipes shipped with unclip")
+    ls.set_defaults(handler=run_ls)
+
+    for name, helptext, handler in (
+        ("validate", "check a recipe completely (all problems at once)", run_validate),
+        ("show", "print a recipe with overrides applied and every default filled in", run_show),
+    ):
+        q = rsub.add_parser(name, help=helptext)
+        q.add_argument("recipe", help="a recipe file or the name of a shipped recipe")
+        q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. decoder.sampler.config.steps=25")
+        q.set_defaults(handler=handler)
+
+    cp = rsub.add_parser("cp", help="copy a shipped recipe to edit it (weights paths stay valid)")
+    cp.add_argument("recipe", help="name of a shipped recipe (see `unclip recipe ls`)")
+    cp.add_argument("destination", help="file to write")
+    cp.add_argument("--force", action="store_true", help="overwrite an existing file")
+    cp.set_defaults(handler=run_cp)
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    from unclip_core.recipe.files import shipped_recipes
+
+    recipes = shipped_recipes()
+    width = max((len(n) for n in recipes), default=4)
+    for name, path in recipes.items():
+        print(f"{name:<{width}}  {_first_comment(path)}")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from unclip_core.recipe.files import load_recipe
+
+    resolved = load_recipe(args.recipe, args.overrides)
+    print(f"ok: {resolved.source} (digest {resolved.digest})")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from unclip_core.recipe.files import load_recipe
+
+    resolved = load_recipe(args.recipe, args.overrides)
+    data = resolved.recipe.model_dump(mode="json")
+    stages = [("encoder", resolved.encoder), ("prior", resolved.prior), ("decoder", resolved.decoder)]
+    for key, component in stages:
+        data[key]["config"] = component.config.model_dump(mode="json")
+    for key, sampler in (("prior", resolved.prior_sampler), ("decoder", resolved.decoder_sampler)):
+        if sampler is not None:
+            data[key]["sampler"]["config"] = sampler.config.model_dump(mode="json")
+    for index, (upsampler, sampler) in enumerate(resolved.upsamplers):
+        data["upsamplers"][index]["config"] = upsampler.config.model_dump(mode="json")
+        data["upsamplers"][index]["sampler"]["config"] = sampler.config.model_dump(mode="json")
+    print(f"# {resolved.source} (digest {resolved.digest})")
+    print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0
+
+
+def run_cp(args: argparse.Namespace) -> int:
+    from unclip_core.recipe.files import find_recipe, read_yaml
+
+    source = find_recipe(args.recipe)
+    destination = Path(args.destination)
+    if destination.is_dir():
+        destination = destination / source.name
+    if destination.exists() and not args.force:
+        raise InputError(f"{destination} already exists; pass --force to overwrite it")
+    text = source.read_text(encoding="utf-8")
+    data = read_yaml(source) or {}
+    for relative in _weights_paths(data):
+        shipped = (source.parent / relative).resolve()
+        if not (destination.parent / relative).exists() and shipped.exists():
+            text = re.sub(
+                rf"(weights:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text
+            )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(text, encoding="utf-8")
+    print(f"copied {source} to {destination}")
+    return 0
+
+
+def _weights_paths(node: object) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "weights" and isinstance(value, str) and not Path(value).is_absolute():
+                found.append(value)
+            else:
+                found.extend(_weights_paths(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_weights_paths(item))
+    return found
