@@ -1,0 +1,175 @@
+"""Plugin discovery through real entry points: the installed toy plugin, and broken ones.
+
+Broken plugins are made as throw-away distributions (a ``*.dist-info`` folder with an
+``entry_points.txt``) on ``sys.path``, so they go through exactly the loader an installed
+third-party package does.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from unclip_core.cli.main import main
+from unclip_core.errors import PluginError
+from unclip_core.registry import discover
+
+BUILT_INS = {
+    ("encoder", "open-clip"),
+    ("prior", "diffusion-prior"),
+    ("decoder", "unclip-decoder"),
+    ("upsampler", "unet-upsampler"),
+    ("sampler", "ddpm"),
+    ("sampler", "ddim"),
+}
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> None:
+    """A minimal installed distribution: module file + dist-info with an ``unclip`` entry point."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[unclip]\n{entry_name or dist} = {module}\n")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("fake_unclip_")]:
+        del sys.modules[name]
+
+
+def test_built_ins_come_through_entry_points(registry):
+    found = {(s.kind, s.name) for s in registry.all_components()}
+    assert BUILT_INS <= found
+    for kind, name in BUILT_INS:
+        spec = registry.get(kind, name)
+        assert spec.provider.distribution == "unclip"
+        assert spec.summary, f"{kind} {name} has no summary"
+
+
+def test_toy_plugin_is_installed_and_listed(registry, capsys):
+    spec = registry.get("prior", "text-as-image")
+    assert spec.provider.distribution == "unclip-toy-plugin"
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    rows = {(c["kind"], c["name"]): c for c in listing["components"]}
+    assert rows[("prior", "text-as-image")]["distribution"] == "unclip-toy-plugin"
+    assert rows[("prior", "text-as-image")]["version"] == "0.1.0"
+
+
+def test_toy_plugin_assembles_from_a_recipe(registry, tiny_recipe_data, tmp_path):
+    from unclip_core.recipe.assemble import build_pipeline
+    from unclip_core.recipe.validate import validate_recipe
+
+    data = dict(tiny_recipe_data)
+    data["prior"] = {"type": "text-as-image", "config": {"embed_dim": 16}}
+    pipeline = build_pipeline(validate_recipe(data, registry, base_dir=tmp_path), registry)
+    images = pipeline.generate("a red circle", n=1, seed=0)
+    assert images[0].size == (32, 32)
+    text = pipeline.encode_text(["a red circle"])
+    z = pipeline.prior.sample(text, sampler=None, generator=pipeline.generator(0))
+    assert z.shape == (1, 16) and (z - text.embed).abs().max() < 1e-6
+
+
+def test_broken_import_is_reported_and_others_still_work(plugin_dir, capsys, monkeypatch):
+    make_distribution(plugin_dir, "broken-plugin", "fake_unclip_broken", "raise ImportError('needs libfoo')\n")
+    registry = discover()
+    failures = {f.plugin: f for f in registry.failures}
+    assert "broken-plugin" in failures
+    assert "needs libfoo" in failures["broken-plugin"].error
+    assert failures["broken-plugin"].distribution == "broken-plugin"
+    assert BUILT_INS <= {(s.kind, s.name) for s in registry.all_components()}
+    # the CLI lists it too
+    import unclip_core.registry as reg
+
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "broken-plugin" in out and "needs libfoo" in out and "ddim" in out
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+
+
+DUPLICATE = """
+from unclip_core import hookimpl
+from unclip_plugins.samplers.ddim import DDIMSampler, DDIMConfig
+
+@hookimpl
+def register_samplers(register):
+    register("ddim", DDIMSampler, DDIMConfig, summary="a clash")
+"""
+
+
+def test_duplicate_name_names_both_providers(plugin_dir):
+    make_distribution(plugin_dir, "clashing-plugin", "fake_unclip_dup", DUPLICATE)
+    registry = discover()
+    with pytest.raises(PluginError) as info:
+        registry.get("sampler", "ddim")
+    message = str(info.value)
+    assert "unclip 0.1.0" in message and "clashing-plugin 1.0" in message
+    assert any("already registered" in f.error and f.distribution == "clashing-plugin" for f in registry.failures)
+    assert registry.get("sampler", "ddpm").provider.distribution == "unclip"
+
+
+def test_misspelled_hook_is_rejected(plugin_dir):
+    source = """
+    from unclip_core import hookimpl
+
+    @hookimpl
+    def register_sampler(register):  # missing "s"
+        pass
+    """
+    make_distribution(plugin_dir, "typo-plugin", "fake_unclip_typo", source)
+    registry = discover()
+    failure = next(f for f in registry.failures if f.plugin == "typo-plugin")
+    assert "unknown hook" in failure.error and "register_sampler" in failure.error
+    assert "typo-plugin" not in registry.plugins
+
+
+def test_hook_that_raises_and_bad_config_model_are_reported(plugin_dir):
+    source = """
+    from pydantic import BaseModel
+    from unclip_core import hookimpl
+
+    class Loose(BaseModel):
+        pass
+
+    @hookimpl
+    def register_decoders(register):
+        register("loose", object, Loose)
+
+    @hookimpl
+    def register_encoders(register):
+        raise RuntimeError("boom")
+    """
+    make_distribution(plugin_dir, "bad-plugin", "fake_unclip_bad", source)
+    registry = discover()
+    errors = " | ".join(f.error for f in registry.failures if f.plugin == "bad-plugin")
+    assert "ComponentConfig" in errors and "boom" in errors
+    assert BUILT_INS <= {(s.kind, s.name) for s in registry.all_components()}
+
+
+def test_allowlist_and_blocklist(monkeypatch):
+    monkeypatch.setenv("UNCLIP_DISABLE_PLUGINS", "unclip-toy-plugin")
+    assert "text-as-image" not in discover().names("prior")
+    monkeypatch.delenv("UNCLIP_DISABLE_PLUGINS")
+    monkeypatch.setenv("UNCLIP_PLUGINS", "samplers")
+    only = discover()
+    assert {s.name for s in only.all_components()} == {"ddpm", "ddim"}
+
+
+def test_unknown_component_suggests_a_close_name(registry):
+    with pytest.raises(PluginError, match=r"did you mean 'ddim'"):
+        registry.get("sampler", "dddim")
+
+
+def test_trace_prints_hook_calls(monkeypatch, capsys):
+    monkeypatch.setenv("UNCLIP_TRACE_PLUGINS", "1")
+    discover()
+    err = capsys.readouterr().err
+    assert "call samplers.register_samplers" in err and "register sampler 'ddim'" in err
