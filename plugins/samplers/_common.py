@@ -1,0 +1,85 @@
+"""Pieces the ``ddpm`` and ``ddim`` loops share: their common settings, the visited steps,
+noise drawing, splitting a learned-variance output, and the (clipped) x0 prediction."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
+from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps
+from unclip_core.errors import InputError, UnclipError
+from unclip_core.interfaces import Denoiser
+
+SpacingSetting = Annotated[
+    TimestepSpacing,
+    Field(
+        description=(
+            "Which training timesteps to visit (diffusers' names): 'trailing' starts at the noisiest "
+            "step, which matters with few steps; 'leading' and 'linspace' match older pipelines."
+        )
+    ),
+]
+ClipSetting = Annotated[
+    bool,
+    Field(description="Clamp each predicted x0 to the model's clip_range (e.g. [-1, 1] for images) when it has one."),
+]
+
+
+def step_pairs(denoiser: Denoiser, steps: int, spacing: TimestepSpacing, sampler: str) -> list[tuple[int, int]]:
+    """``(t, t_prev)`` for every step of the respaced chain, noisiest first; the last ``t_prev`` is -1 (clean)."""
+    try:
+        timesteps = inference_timesteps(denoiser.schedule.num_train_timesteps, steps, spacing)
+    except ValueError as exc:
+        raise UnclipError(f"sampler {sampler!r}: {exc}") from None
+    return list(zip(timesteps, timesteps[1:] + [-1]))
+
+
+def gaussian(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator) -> Tensor:
+    """Standard normal noise drawn on the generator's own device (so a CPU generator gives the
+    same numbers whatever the model runs on), then moved to the denoiser's device and dtype."""
+    noise = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=denoiser.dtype)
+    return noise.to(denoiser.device)
+
+
+def initial_noise(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator, x_T: Tensor | None) -> Tensor:
+    """x_T: the caller's (checked against ``shape``) or a fresh draw from ``generator``."""
+    if x_T is None:
+        return gaussian(shape, denoiser, generator)
+    if tuple(x_T.shape) != tuple(shape):
+        raise InputError(f"x_T has shape {tuple(x_T.shape)} but the sampler was asked for {tuple(shape)}")
+    return x_T.to(device=denoiser.device, dtype=denoiser.dtype)
+
+
+def timestep_batch(t: int, x: Tensor) -> Tensor:
+    """The denoiser's timestep argument: ``t`` repeated over the batch as a LongTensor ``[B]``."""
+    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+
+
+def split_output(out: Tensor, x: Tensor, variance_type: str) -> tuple[Tensor, Tensor | None]:
+    """``(prediction, variance values)``; a learned-range model returns both stacked on channels."""
+    channels = x.shape[1]
+    if variance_type == "learned_range":
+        if out.shape[1] != 2 * channels:
+            raise UnclipError(
+                f"a learned_range denoiser must return {2 * channels} channels "
+                f"(prediction, then variance) for a {channels}-channel sample, got {out.shape[1]}"
+            )
+        return out[:, :channels], out[:, channels:]
+    if out.shape[1] != channels:
+        raise UnclipError(f"denoiser returned {out.shape[1]} channels for a {channels}-channel sample")
+    return out, None
+
+
+def denoised(denoiser: Denoiser, x: Tensor, t: int, prediction: Tensor, clip: bool) -> tuple[Tensor, Tensor]:
+    """``(x0, eps)`` the prediction implies at ``(x, t)``. With clipping on, x0 is clamped to
+    the model's range and eps re-derived from the clamped x0, so the two stay consistent
+    (as in iDDPM / guided-diffusion)."""
+    x0, eps = to_x0_eps(denoiser.prediction_type, denoiser.schedule, x, t, prediction)
+    if clip and denoiser.clip_range is not None:
+        x0 = x0.clamp(-denoiser.clip_range, denoiser.clip_range)
+        eps = eps_from_x0(denoiser.schedule, x, t, x0)
+    return x0, eps
