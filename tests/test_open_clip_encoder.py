@@ -36,8 +36,18 @@ def tiny_config(**changes) -> OpenClipConfig:
     return OpenClipConfig(model_config=TINY, **changes)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU the threads spin-wait
+    for each other: the training test takes 0.8 s on one thread and 25 s on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def encoder() -> OpenClipEncoder:
+def encoder(one_thread) -> OpenClipEncoder:
     return OpenClipEncoder(tiny_config()).eval()
 
 
@@ -347,3 +357,22 @@ def test_contrastive_loss_is_clips_symmetric_infonce_and_trains():
 def test_contrastive_loss_needs_one_prompt_per_image(encoder):
     with pytest.raises(InputError, match="2 images but 3 prompts"):
         encoder.contrastive_loss(torch.zeros(2, 3, 32, 32), PROMPTS)
+
+
+def test_config_dump_reads_back_under_the_recipe_key():
+    dumped = tiny_config(checkpoint="clip.safetensors").model_dump(mode="json")
+    assert "model_config" in dumped and "model_cfg" not in dumped
+    assert OpenClipConfig.model_validate(dumped) == tiny_config(checkpoint="clip.safetensors")
+
+
+@torch.no_grad()
+def test_custom_text_tower_layout_also_matches_open_clip():
+    """``custom_text: true`` builds open_clip's ``CustomTextCLIP`` (text tower under ``text.``)."""
+    encoder = OpenClipEncoder(OpenClipConfig(model_config={**TINY, "custom_text": True})).eval()
+    assert isinstance(encoder.model, open_clip.CustomTextCLIP)
+    ids = open_clip.tokenize(PROMPTS, context_length=16)
+    text = encoder.encode_text(PROMPTS)
+    torch.testing.assert_close(text.embed, encoder.model.encode_text(ids, normalize=True), rtol=0, atol=1e-6)
+    tower = encoder.model.text
+    x = tower.ln_final(tower.transformer(tower.token_embedding(ids) + tower.positional_embedding, attn_mask=tower.attn_mask))
+    torch.testing.assert_close(text.tokens, x, rtol=0, atol=1e-5)

@@ -31,7 +31,9 @@ _CONSTRUCTOR_ONLY = {"self", "cast_dtype", "output_dict"}
 class OpenClipConfig(ComponentConfig):
     """Which open_clip architecture to build, and where its weights come from."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    # `model_config` is pydantic's own attribute name, so the field is `model_cfg` behind that alias;
+    # dumps (`unclip recipe show`/`cp`) write the alias so they read back as the recipe key.
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     model: str | None = Field(
         None,
