@@ -47,10 +47,17 @@ def register_samplers(register):
     """Register reverse-diffusion samplers (:class:`~unclip_core.interfaces.Sampler`)."""
 
 
+@hookspec
+def register_datasets(register):
+    """Register training datasets: ``factory(config)`` returns a ``torch.utils.data.Dataset``
+    whose items are ``{"image": [3,H,W] in [-1,1], "caption": str}``."""
+
+
 HOOK_FOR_KIND = {
     "encoder": "register_encoders",
     "prior": "register_priors",
     "decoder": "register_decoders",
     "upsampler": "register_upsamplers",
     "sampler": "register_samplers",
+    "dataset": "register_datasets",
 }

@@ -34,6 +34,9 @@ from unclip_core.errors import PluginError
 from unclip_core.hookspecs import HOOK_FOR_KIND, PROJECT
 from unclip_core.interfaces import KINDS, ComponentConfig
 
+REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "dataset")
+"""The five pipeline kinds plus training datasets."""
+
 ENTRY_POINT_GROUP = PROJECT
 
 
@@ -76,7 +79,7 @@ class PluginFailure:
 class Registry:
     """Every component by kind and name, plus what failed to load."""
 
-    components: dict[str, dict[str, ComponentSpec]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    components: dict[str, dict[str, ComponentSpec]] = field(default_factory=lambda: {k: {} for k in REGISTRY_KINDS})
     duplicates: dict[tuple[str, str], list[Provider]] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: dict[str, Provider] = field(default_factory=dict)
@@ -88,7 +91,7 @@ class Registry:
     def get(self, kind: str, name: str) -> ComponentSpec:
         """The component, or a :class:`PluginError` saying why not (with "did you mean")."""
         if kind not in self.components:
-            raise PluginError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+            raise PluginError(f"unknown component kind {kind!r}; kinds are {', '.join(REGISTRY_KINDS)}")
         if (kind, name) in self.duplicates:
             providers = " and ".join(str(p) for p in self.duplicates[(kind, name)])
             raise PluginError(
@@ -108,7 +111,7 @@ class Registry:
         return f"{name!r} is not a registered {kind}{hint}; known {kind}s: {listing}"
 
     def all_components(self) -> Iterable[ComponentSpec]:
-        for kind in KINDS:
+        for kind in REGISTRY_KINDS:
             for name in sorted(self.components[kind]):
                 yield self.components[kind][name]
 

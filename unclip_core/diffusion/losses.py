@@ -71,10 +71,13 @@ def _vlb_term(model: Any, x0: Tensor, x_t: Tensor, t: Tensor, pred: Tensor, var_
         x0_pred = x0_pred.clamp(-model.clip_range, model.clip_range)
     t_prev = t - 1
     true_mean = var.posterior_mean(schedule, t, t_prev, x0, x_t)
-    true_logvar = var.log_variance(schedule, t, t_prev, "fixed_small", like=x_t)
+    true_logvar = var.log_variance(schedule, t, t_prev, "fixed_small", x_t, clip_first_step=True)
     model_mean = var.posterior_mean(schedule, t, t_prev, x0_pred, x_t)
-    model_logvar = var.log_variance(schedule, t, t_prev, "learned_range", like=x_t, values=var_values)
+    model_logvar = var.log_variance(
+        schedule, t, t_prev, "learned_range", x_t, model_values=var_values, clip_first_step=True
+    )
     dims = tuple(range(1, x0.ndim))
     kl = var.normal_kl(true_mean, true_logvar, model_mean, model_logvar).mean(dim=dims) / math.log(2.0)
-    nll = -var.discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar).mean(dim=dims) / math.log(2.0)
+    nll = -var.discretized_gaussian_log_likelihood(x0, means=model_mean, log_scales=0.5 * model_logvar)
+    nll = nll.mean(dim=dims) / math.log(2.0)
     return torch.where(t == 0, nll, kl).mean()

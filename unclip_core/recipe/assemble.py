@@ -15,8 +15,11 @@ from unclip_core.registry import Registry, default_registry
 from unclip_core.weights import load_weights
 
 
-def build_component(resolved: ResolvedComponent, device: str | torch.device = "cpu") -> Any:
-    """Build one component from its validated config and load its weights, if any."""
+def build_component(resolved: ResolvedComponent, device: str | torch.device = "cpu", *, trainable: bool = False) -> Any:
+    """Build one component from its validated config and load its weights, if any.
+
+    Inference components come back in eval mode with gradients off; ``trainable=True`` leaves
+    them as the plugin built them (train mode, its own ``requires_grad`` choices)."""
     try:
         component = resolved.spec.build(resolved.config)
     except (PluginError, CheckpointError):
@@ -32,7 +35,8 @@ def build_component(resolved: ResolvedComponent, device: str | torch.device = "c
                 load_weights(component, resolved.weights)
             except CheckpointError as exc:
                 raise CheckpointError(f"{resolved.path}.weights: {exc}") from None
-        component.eval().requires_grad_(False)
+        if not trainable:
+            component.eval().requires_grad_(False)
         component.to(device)
     return component
 

@@ -1,0 +1,328 @@
+"""The training loop, in plain sight (after nanoGPT): one function per concern, one loop.
+
+Determinism and exact resume come from two rules: the data order is a pure function of
+``(seed, step)`` (each epoch is a seeded permutation), and every other random draw (timesteps,
+noise, conditioning dropout) comes from one ``torch.Generator`` whose state is checkpointed.
+So N steps, stop, resume, N steps gives the same weights as 2N steps in one go.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel and
+each rank takes a disjoint slice of every global batch; rank 0 alone writes checkpoints, logs
+and samples. One process is the same code path with world size 1.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unclip_core.errors import CheckpointError, UnclipError
+from unclip_core.recipe.assemble import build_component
+from unclip_core.registry import Registry, default_registry
+from unclip_core.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from unclip_core.training.ema import EMA
+from unclip_core.training.previews import preview
+from unclip_core.training.stages import EmbeddingCache, stage_batch, stage_loss
+from unclip_core.training.validate import ResolvedTraining
+from unclip_core.weights import atomic_save_safetensors
+
+CHECKPOINT_NAME = "last.safetensors"
+PREVIEW_ITEMS = 8
+
+
+def lr_factor(step: int, total: int, warmup: int, decay: str, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then decay."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if decay == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if decay == "linear":
+        return 1.0 - (1.0 - min_ratio) * progress
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def batch_indices(step: int, batch_size: int, length: int, seed: int) -> list[int]:
+    """Dataset indices of global batch ``step``: consecutive slices of per-epoch permutations."""
+    start = step * batch_size
+    indices: list[int] = []
+    while len(indices) < batch_size:
+        position = start + len(indices)
+        epoch, offset = divmod(position, length)
+        order = torch.randperm(length, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        take = min(batch_size - len(indices), length - offset)
+        indices.extend(order[offset : offset + take].tolist())
+    return indices
+
+
+def collate(dataset: Any, indices: list[int]) -> dict[str, Any]:
+    items = [dataset[i] for i in indices]
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "caption": [item["caption"] for item in items],
+        "index": list(indices),
+    }
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Join the process group torchrun set up (gloo on CPU, nccl on GPU), or stay single."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
+
+
+class StopRequested:
+    """SIGTERM / first Ctrl-C: finish the step, save, exit. A second Ctrl-C interrupts at once
+    (the last checkpoint on disk is still whole: saves are atomic)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequested":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_folder(resolved: ResolvedTraining, override: str | Path | None = None) -> Path:
+    if override is not None:
+        return Path(override)
+    return Path(resolved.recipe.output.dir.format(name=resolved.recipe.name, stage=resolved.recipe.stage))
+
+
+def export_weights(model: nn.Module, ema: EMA, path: Path, resolved: ResolvedTraining, step: int) -> Path:
+    """The EMA weights as a plain safetensors file an inference recipe can name."""
+    metadata = {
+        "unclip_component": resolved.model.spec.name,
+        "unclip_config": json.dumps(resolved.model.config.model_dump(mode="json"), sort_keys=True),
+        "step": str(step),
+        "recipe_digest": resolved.digest,
+    }
+    return atomic_save_safetensors(ema.state_dict(), path, metadata)
+
+
+def train(
+    resolved: ResolvedTraining,
+    *,
+    registry: Registry | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one stage as its recipe says. ``max_steps`` stops early (for sessions and tests)
+    without changing the schedule; ``resume`` continues from ``out_dir/last.safetensors``."""
+    registry = registry or default_registry()
+    recipe = resolved.recipe
+    settings = recipe.train
+    dist = init_distributed()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    if settings.batch_size % dist.world_size:
+        raise UnclipError(f"train.batch_size {settings.batch_size} is not divisible by the world size {dist.world_size}")
+    out = run_folder(resolved, out_dir)
+    checkpoint_path = out / CHECKPOINT_NAME
+    if checkpoint_path.exists() and not resume:
+        raise UnclipError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out")
+    if resume and not checkpoint_path.exists():
+        raise CheckpointError(f"nothing to resume: {checkpoint_path} does not exist")
+
+    torch.manual_seed(settings.seed)
+    model = build_component(resolved.model, trainable=True).train()
+    encoder = build_component(resolved.encoder) if resolved.encoder is not None else None
+    dataset = build_component(resolved.dataset)
+    if len(dataset) == 0:
+        raise UnclipError("the dataset is empty")
+    cache = EmbeddingCache(encoder, settings.cache_embeddings) if encoder is not None else None
+
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optim = recipe.optim
+    optimizer = torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
+    state = TrainingState(model, ema, optimizer, generator, 0)
+
+    if resume:
+        load_checkpoint(checkpoint_path, state)
+    elif recipe.stage == "prior" and resolved.model.weights is None and hasattr(model, "fit_normalization"):
+        _fit_prior_normalization(model, dataset, cache, settings, dist)
+        ema = state.ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
+
+    trained = model
+    if dist.world_size > 1:
+        trained = nn.parallel.DistributedDataParallel(model)
+
+    preview_batch = None
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        preview_batch = stage_batch(
+            recipe.stage, model, collate(dataset, list(range(min(PREVIEW_ITEMS, len(dataset))))), cache
+        )
+        _log_header(out, resolved, dist, settings, model)
+
+    total = settings.steps
+    stop_at = total if max_steps is None else min(total, state.step + max_steps)
+    micro = settings.batch_size // dist.world_size // settings.accumulation
+    if micro < 1:
+        raise UnclipError("train.batch_size is smaller than world size × accumulation")
+    bar = _progress_bar(progress and dist.is_main, state.step, total)
+    last_loss = float("nan")
+    started = time.perf_counter()
+    samples_done = 0
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if settings.precision == "bf16" else _null()
+
+    with StopRequested() as stop:
+        while state.step < stop_at and not stop.requested:
+            step = state.step
+            factor = lr_factor(step, total, optim.warmup_steps, optim.decay, optim.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = optim.lr * factor
+            indices = batch_indices(step, settings.batch_size, len(dataset), settings.seed)
+            mine = indices[dist.rank :: dist.world_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for chunk in range(settings.accumulation):
+                part = mine[chunk * micro : (chunk + 1) * micro]
+                batch = stage_batch(recipe.stage, model, collate(dataset, part), cache)
+                with autocast:
+                    loss = stage_loss(recipe.stage, trained, batch, generator) / settings.accumulation
+                loss.backward()
+                loss_sum += float(loss.detach())
+            if optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, optim.grad_clip)
+            optimizer.step()
+            state.step += 1
+            ema.update(model, state.step)
+            last_loss = loss_sum
+            samples_done += settings.batch_size
+            if not math.isfinite(last_loss):
+                raise UnclipError(f"loss became {last_loss} at step {state.step}; lower optim.lr or check the data")
+
+            if dist.is_main:
+                elapsed = time.perf_counter() - started
+                rate = samples_done / max(elapsed, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last_loss:.4f}", samples_s=f"{rate:.1f}")
+                if state.step % recipe.output.log_every == 0 or state.step == stop_at:
+                    _log(out, {"step": state.step, "loss": last_loss, "lr": optim.lr * factor,
+                               "samples_per_s": rate, "elapsed_s": elapsed})
+                if state.step % recipe.output.checkpoint_every == 0:
+                    _checkpoint(out, state, resolved)
+                if recipe.output.sample_every and state.step % recipe.output.sample_every == 0:
+                    _preview(recipe.stage, model, ema, preview_batch, out, state.step)
+
+    if bar is not None:
+        bar.close()
+    summary: dict[str, Any] = {"step": state.step, "loss": last_loss, "stopped_early": state.step < stop_at,
+                               "samples_per_s": samples_done / max(time.perf_counter() - started, 1e-9)}
+    if dist.is_main:
+        _checkpoint(out, state, resolved)
+        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step))
+        _log(out, {"event": "end", **summary})
+        summary["run_dir"] = str(out)
+    return summary
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _fit_prior_normalization(model: Any, dataset: Any, cache: Any, settings: Any, dist: Distributed) -> None:
+    """unCLIP normalises image embeddings by their training mean and std before diffusion."""
+    count = min(len(dataset), 2048)
+    embeds = []
+    for start in range(0, count, 256):
+        indices = list(range(start, min(count, start + 256)))
+        raw = collate(dataset, indices)
+        embeds.append(cache(raw["image"], raw["caption"], raw["index"])[1])
+    model.fit_normalization(torch.cat(embeds))
+
+
+def _checkpoint(out: Path, state: TrainingState, resolved: ResolvedTraining) -> None:
+    save_checkpoint(out / CHECKPOINT_NAME, state, resolved.digest)
+    export = resolved.recipe.output.export
+    if export:
+        export_weights(state.model, state.ema, (resolved.base_dir / export).resolve(), resolved, state.step)
+
+
+def _preview(stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int) -> dict[str, float]:
+    if batch is None:
+        return {}
+    import copy
+
+    averaged = copy.deepcopy(model)
+    ema.copy_to(averaged)
+    figures = preview(stage, averaged, batch, out, step)
+    if figures:
+        _log(out, {"step": step, **figures})
+    return figures
+
+
+def _log(out: Path, record: dict[str, Any]) -> None:
+    with open(out / "log.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _log_header(out: Path, resolved: ResolvedTraining, dist: Distributed, settings: Any, model: nn.Module) -> None:
+    micro = settings.batch_size // dist.world_size // settings.accumulation
+    _log(out, {
+        "event": "start",
+        "recipe": str(resolved.source),
+        "recipe_digest": resolved.digest,
+        "stage": resolved.recipe.stage,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "world_size": dist.world_size,
+        "micro_batch_per_rank": micro,
+        "accumulation": settings.accumulation,
+        "effective_batch": micro * dist.world_size * settings.accumulation,
+        "note": f"effective batch = {micro} per rank x {dist.world_size} ranks x {settings.accumulation} accumulation",
+    })
+
+
+def _progress_bar(enabled: bool, start: int, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", file=sys.stderr, dynamic_ncols=True)

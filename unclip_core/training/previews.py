@@ -1,0 +1,65 @@
+"""Periodic looks at a stage in training: sample grids for image stages, a figure for the rest.
+
+Previews use the EMA weights (what gets exported) and a fixed batch, so successive grids of
+one run are comparable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from unclip_core.images import make_grid, resize_tensor, save_png, tensor_to_pil
+from unclip_core.interfaces import DecoderCondition, UpsamplerCondition
+
+PREVIEW_STEPS = 25
+
+
+def _ddim(steps: int = PREVIEW_STEPS):
+    from unclip_core.registry import default_registry
+
+    spec = default_registry().get("sampler", "ddim")
+    return spec.build(spec.config_model.model_validate({"steps": steps}))
+
+
+@torch.no_grad()
+def preview(stage: str, model: Any, batch: dict[str, Any], out: Path, step: int, seed: int = 0) -> dict[str, float]:
+    """Write ``out/samples/step-N.png`` for image stages; return figures for the log."""
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    try:
+        if stage == "decoder":
+            cond = DecoderCondition.build(batch["image_embed"], batch["text"])
+            size = int(model.declared.image_size)
+            shape = (cond.image_embed.shape[0], model.in_channels, size, size)
+            samples = _ddim().sample(model.denoiser(cond, 3.0), shape, generator=generator).clamp(-1, 1)
+            truth = batch["image"]
+            _grid(out, step, torch.cat([truth, samples]), columns=truth.shape[0])
+            return {"preview_mse": float(F.mse_loss(samples, truth))}
+        if stage == "upsampler":
+            truth = batch["image"]
+            low = resize_tensor(truth, int(model.declared.input_size))
+            shape = truth.shape
+            samples = _ddim().sample(model.denoiser(UpsamplerCondition(low), 1.0), shape, generator=generator).clamp(-1, 1)
+            nearest = F.interpolate(low, size=truth.shape[-2:], mode="nearest")
+            _grid(out, step, torch.cat([nearest, samples, truth]), columns=truth.shape[0])
+            return {"preview_mse": float(F.mse_loss(samples, truth))}
+        if stage == "prior":
+            z = model.sample(batch["text"], sampler=_ddim(), generator=generator, guidance_scale=1.0, candidates=1)
+            target = F.normalize(batch["image_embed"].float(), dim=-1)
+            return {"preview_cosine": float((F.normalize(z.float(), dim=-1) * target).sum(-1).mean())}
+        if stage == "encoder":
+            z_i = model.encode_image(batch["image"])
+            z_t = model.encode_text(list(batch["caption"])).embed
+            hits = (z_i @ z_t.T).argmax(dim=1) == torch.arange(z_i.shape[0])
+            return {"preview_retrieval": float(hits.float().mean())}
+    finally:
+        model.train()
+    return {}
+
+
+def _grid(out: Path, step: int, images: torch.Tensor, columns: int) -> None:
+    grid = make_grid(tensor_to_pil(images.float()), columns=columns)
+    save_png(grid, out / "samples" / f"step-{step:06d}.png")

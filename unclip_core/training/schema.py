@@ -1,0 +1,96 @@
+"""The shape of a training recipe.
+
+One recipe trains one stage. It names the component being trained (``model``), the frozen
+CLIP that supplies embeddings for the prior and decoder stages (``encoder``), a registered
+``dataset``, and the optimiser, EMA, schedule and output settings::
+
+    stage: decoder
+    model:   {type: unclip-decoder, config: {...}}
+    encoder: {type: open-clip, config: {...}, weights: clip.safetensors}
+    dataset: {type: shapes, config: {size: 32}}
+    optim:   {lr: 1.0e-3, warmup_steps: 200}
+    train:   {steps: 3000, batch_size: 32}
+    output:  {dir: runs/decoder, export: shapes/decoder.safetensors}
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from unclip_core.recipe.schema import ComponentSlot
+
+Stage = Literal["encoder", "prior", "decoder", "upsampler"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSlot(_Strict):
+    type: str = Field(description="Registered dataset name, e.g. 'shapes' or 'image-folder'.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The dataset's own settings.")
+
+
+class OptimSettings(_Strict):
+    """AdamW with linear warm-up, then cosine or linear decay."""
+
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    warmup_steps: int = Field(100, ge=0, description="Steps of linear warm-up from 0 to lr.")
+    decay: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate shape after warm-up.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of lr.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null = no clipping.")
+
+
+class EmaSettings(_Strict):
+    """Exponential moving average of the weights, used for sampling and export."""
+
+    decay: float = Field(0.999, ge=0, lt=1, description="Target EMA decay.")
+    warmup: bool = Field(
+        True,
+        description="Use decay min(decay, (1+step)/(10+step)) so a short run does not average in its untrained start.",
+    )
+
+
+class TrainSettings(_Strict):
+    steps: int = Field(gt=0, description="Optimiser steps to train for (a resumed run continues to this total).")
+    batch_size: int = Field(32, ge=1, description="Samples per optimiser step, per process.")
+    accumulation: int = Field(1, ge=1, description="Micro-batches accumulated per optimiser step.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 autocast; measure first: small convnets on CPU ran slower under it."
+    )
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default).")
+    seed: int = Field(0, ge=0, description="Seeds data order, noise, timesteps and dropout.")
+    cache_embeddings: bool = Field(
+        True, description="Keep the frozen encoder's outputs per dataset item in memory (finite datasets)."
+    )
+
+
+class OutputSettings(_Strict):
+    dir: str = Field("runs/{name}", description="Run folder (checkpoints, log.jsonl, samples/); relative to the working directory.")
+    checkpoint_every: int = Field(250, ge=1, description="Save a resumable checkpoint every N steps.")
+    log_every: int = Field(10, ge=1, description="Append metrics to log.jsonl every N steps.")
+    sample_every: int = Field(0, ge=0, description="Write a sample grid every N steps (0: only at the end).")
+    export: str | None = Field(
+        None, description="Where the EMA weights go (safetensors, relative to the recipe file), at each checkpoint and the end."
+    )
+
+
+class TrainRecipe(_Strict):
+    name: str = Field(description="Run name; also names the default run folder.")
+    description: str | None = None
+    stage: Stage = Field(description="Which component kind is trained.")
+    model: ComponentSlot = Field(description="The component being trained (weights: optional initial weights).")
+    encoder: ComponentSlot | None = Field(
+        None, description="Frozen CLIP giving text and image embeddings (prior and decoder stages)."
+    )
+    dataset: DatasetSlot
+    optim: OptimSettings = Field(default_factory=OptimSettings)
+    ema: EmaSettings = Field(default_factory=EmaSettings)
+    train: TrainSettings
+    output: OutputSettings = Field(default_factory=OutputSettings)
+
+
+TRAIN_SLOTS = tuple(TrainRecipe.model_fields)

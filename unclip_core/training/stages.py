@@ -1,0 +1,73 @@
+"""What one training step means for each stage, and what its preview looks like.
+
+Every stage reads the same raw batch (``image`` [B,3,H,W] in [-1,1], ``caption``, ``index``)
+and turns it into the batch its component's ``training_loss`` expects:
+
+* ``encoder``: CLIP's contrastive loss on (image, caption) pairs;
+* ``prior``: frozen-CLIP text encoding → unnoised CLIP image embedding (MSE, x0);
+* ``decoder``: image at the decoder's size, conditioned on its CLIP image embedding and caption;
+* ``upsampler``: image at the upsampler's output size (the component degrades and crops).
+
+The frozen encoder's outputs depend only on the dataset item, so they are cached per index
+(``train.cache_embeddings``): after the first epoch a prior step costs no CLIP forward.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unclip_core.images import resize_tensor
+from unclip_core.interfaces import TextEncoding
+
+
+class EmbeddingCache:
+    """Frozen-encoder outputs per dataset index: text embed, tokens, mask, image embed."""
+
+    def __init__(self, encoder: Any, enabled: bool = True):
+        self.encoder = encoder
+        self.enabled = enabled
+        self.store: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, captions: list[str], indices: list[int]) -> tuple[TextEncoding, Tensor]:
+        missing = [i for i, index in enumerate(indices) if index not in self.store] if self.enabled else list(range(len(indices)))
+        fresh: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+        if missing:
+            text = self.encoder.encode_text([captions[i] for i in missing])
+            image_embed = self.encoder.encode_image(images[missing])
+            for row, i in enumerate(missing):
+                entry = (text.embed[row].float(), text.tokens[row].float(), text.mask[row], image_embed[row].float())
+                fresh[i] = entry
+                if self.enabled:
+                    self.store[indices[i]] = entry
+        rows = [fresh[i] if i in fresh else self.store[index] for i, index in enumerate(indices)]
+        text = TextEncoding(
+            embed=torch.stack([r[0] for r in rows]),
+            tokens=torch.stack([r[1] for r in rows]),
+            mask=torch.stack([r[2] for r in rows]),
+        )
+        return text, torch.stack([r[3] for r in rows])
+
+
+def stage_batch(stage: str, model: Any, raw: dict[str, Any], cache: EmbeddingCache | None) -> dict[str, Any]:
+    """The batch ``model.training_loss`` (or the encoder's contrastive loss) expects."""
+    images: Tensor = raw["image"]
+    if stage == "encoder":
+        return {"image": images, "caption": raw["caption"]}
+    if stage == "upsampler":
+        return {"image": resize_tensor(images, int(model.declared.image_size))}
+    assert cache is not None
+    text, image_embed = cache(images, raw["caption"], raw["index"])
+    if stage == "prior":
+        return {"image_embed": image_embed, "text": text}
+    if stage == "decoder":
+        return {"image": resize_tensor(images, int(model.declared.image_size)), "image_embed": image_embed, "text": text}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def stage_loss(stage: str, model: Any, batch: dict[str, Any], generator: torch.Generator) -> Tensor:
+    if stage == "encoder":
+        return model.contrastive_loss(batch["image"], list(batch["caption"]))
+    return model.training_loss(batch, generator)

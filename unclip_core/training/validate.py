@@ -1,0 +1,89 @@
+"""Validating a training recipe, with the same rules and error report as inference recipes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unclip_core.errors import RecipeError
+from unclip_core.recipe.validate import (
+    Problems,
+    ResolvedComponent,
+    _check_slot_model,
+    _dedupe,
+    _did_you_mean,
+    _resolve_component,
+    recipe_digest,
+)
+from unclip_core.registry import Registry
+from unclip_core.training.schema import TRAIN_SLOTS, TrainRecipe
+
+NEEDS_ENCODER = ("prior", "decoder")
+
+
+@dataclass
+class ResolvedTraining:
+    recipe: TrainRecipe
+    data: dict[str, Any]
+    source: Path | None
+    model: ResolvedComponent
+    encoder: ResolvedComponent | None
+    dataset: ResolvedComponent
+
+    @property
+    def digest(self) -> str:
+        return recipe_digest(self.data)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else Path(".")
+
+
+def validate_training(
+    data: Any, registry: Registry, *, base_dir: Path | str = ".", source: Path | str | None = None
+) -> ResolvedTraining:
+    """Check a training recipe completely; one RecipeError lists every problem."""
+    base_dir = Path(base_dir)
+    label = str(source) if source else None
+    if not isinstance(data, dict):
+        raise RecipeError([("", f"a training recipe must be a YAML mapping, got {type(data).__name__}")], label)
+    problems: Problems = []
+    for key in data:
+        if key not in TRAIN_SLOTS:
+            problems.append((str(key), f"unknown slot{_did_you_mean(str(key), list(TRAIN_SLOTS))}; slots are {', '.join(TRAIN_SLOTS)}"))
+    known = {k: v for k, v in data.items() if k in TRAIN_SLOTS}
+    recipe = _check_slot_model(known, TrainRecipe, "", problems)
+
+    stage = data.get("stage")
+    model = None
+    if isinstance(stage, str) and stage in ("encoder", "prior", "decoder", "upsampler"):
+        model = _resolve_component(data.get("model"), stage, "model", registry, base_dir, problems)
+    encoder = None
+    if data.get("encoder") is not None:
+        encoder = _resolve_component(data.get("encoder"), "encoder", "encoder", registry, base_dir, problems)
+    elif stage in NEEDS_ENCODER:
+        problems.append(("encoder", f"the {stage} stage needs a frozen encoder to compute CLIP embeddings"))
+    dataset = _resolve_component(data.get("dataset"), "dataset", "dataset", registry, base_dir, problems)
+
+    if model is not None and encoder is not None and stage in NEEDS_ENCODER:
+        mine, theirs = model.declared, encoder.declared
+        for attr, label_ in (("embed_dim", "embedding size"), ("text_width", "caption token width"), ("context_length", "caption length (tokens)")):
+            a, b = getattr(theirs, attr), getattr(mine, attr)
+            if a is not None and b is not None and a != b:
+                problems.append(("model", f"{label_} {b} does not match the encoder's {a}"))
+    if problems:
+        raise RecipeError(_dedupe(problems), label)
+    assert recipe is not None and model is not None and dataset is not None
+    return ResolvedTraining(recipe, data, Path(source) if source else None, model, encoder, dataset)
+
+
+def load_training(name_or_path: str | Path, overrides=(), registry: Registry | None = None) -> ResolvedTraining:
+    from unclip_core.recipe.files import find_recipe, read_yaml
+    from unclip_core.recipe.overrides import apply_overrides
+    from unclip_core.registry import default_registry
+
+    path = find_recipe(name_or_path)
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides)
+    return validate_training(data, registry or default_registry(), base_dir=path.parent, source=path)
