@@ -270,12 +270,6 @@ def test_training_draws_both_dropouts():
     assert not torch.equal(drawn.drop_image, drawn.drop_text)
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=False,
-    reason="unclip_core.diffusion.losses calls unclip_core.diffusion.variance with argument names "
-    "that module does not (yet) accept",
-)
 def test_learned_range_loss_trains_the_variance_head():
     decoder = make_decoder(variance_type="learned_range")
     x_t, _, cond = make_inputs()

@@ -143,6 +143,14 @@ def test_training_loss_decreases_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_learned_range_loss_trains_the_variance_head():
+    model = make_upsampler(variance_type="learned_range")
+    loss = model.training_loss({"image": smooth_images(2)}, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert model.unet.conv_out.weight.grad[3:].abs().sum() > 0  # the variance channels learn
+
+
 def test_training_loss_is_deterministic_per_seed():
     model = make_upsampler(degradation="bsr")
     batch = {"image": smooth_images(2)}
