@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,34 +30,53 @@ METADATA_KEY = "unclip"
 
 
 def load_image(source: str | Path | Image.Image) -> Image.Image:
-    """An RGB PIL image from a path or a PIL image (grayscale, palette and alpha converted;
-    transparent pixels are composited onto white)."""
+    """An RGB PIL image from a path or a PIL image (grayscale, 16-bit, palette and alpha
+    converted; transparent pixels are composited onto white)."""
     if isinstance(source, Image.Image):
         image = source
         name = "image"
     else:
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise InputError(f"image file not found: {path}")
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        try:
-            with Image.open(path) as handle:
-                handle.load()
-                image = handle.copy()
-        except Image.DecompressionBombError:
-            raise InputError(f"{path} is too large (over {MAX_PIXELS // 2**20} megapixels)") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{path} is not an image PIL can read ({type(exc).__name__})") from None
+        image = _read_image_file(source)
+        name = str(source)
     if image.width * image.height > MAX_PIXELS:
         raise InputError(f"{name} is too large ({image.width}×{image.height} pixels)")
     if image.width < 1 or image.height < 1:
         raise InputError(f"{name} is empty")
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # 16-bit grayscale (PNG): PIL's own conversion clips at 255, turning it all white.
+        levels = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(levels.round().clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+def _read_image_file(source: str | Path) -> Image.Image:
+    """Decode an image file, refusing oversized ones from their header, before any pixel is
+    decoded (PIL's own bomb check is a global setting and only a warning below 2× its limit)."""
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as handle:
+                width, height = handle.size
+                if width * height > MAX_PIXELS:
+                    raise InputError(
+                        f"{path} is too large ({width}×{height} pixels; the limit is {MAX_PIXELS // 2**20} megapixels)"
+                    )
+                handle.load()
+                return handle.copy()
+    except Image.DecompressionBombError:
+        raise InputError(f"{path} is too large (over {MAX_PIXELS // 2**20} megapixels)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path} is not an image (no image format PIL knows)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"{path} is a truncated or corrupt image ({detail})") from None
 
 
 def pil_to_tensor(images: Sequence[Image.Image] | Image.Image, size: int) -> torch.Tensor:
@@ -104,6 +124,12 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
     return grid
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +137,7 @@ def _atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -128,8 +155,7 @@ def save_png(image: Image.Image, path: str | Path, metadata: Mapping[str, Any] |
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:
     """The generation settings a PNG written by :func:`save_png` carries."""
-    image = load_image_raw(path)
-    text = getattr(image, "text", {}) or image.info
+    text = _read_text_chunks(path)
     if METADATA_KEY not in text:
         raise InputError(f"{path} carries no unclip generation settings (was it written by `unclip generate`?)")
     try:
@@ -138,16 +164,19 @@ def read_png_metadata(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: its unclip settings chunk is not valid JSON") from None
 
 
-def load_image_raw(path: str | Path) -> Image.Image:
+def _read_text_chunks(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
     try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path} is not an image PIL can read ({type(exc).__name__})") from None
+        with Image.open(path) as image:
+            image.load()
+            return dict(getattr(image, "text", None) or image.info)
+    except UnidentifiedImageError:
+        raise InputError(f"{path} is not an image (no image format PIL knows)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"{path} is a truncated or corrupt image ({detail})") from None
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 120) -> Path:
