@@ -75,6 +75,12 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save_safetensors(
     tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, Any] | None = None
 ) -> Path:
@@ -89,6 +95,7 @@ def atomic_save_safetensors(
         save_file(contiguous, tmp, metadata=meta)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); weights are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
