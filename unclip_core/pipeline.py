@@ -243,6 +243,8 @@ class Pipeline:
     ) -> list[Image.Image]:
         """Images that keep the input's CLIP image embedding: DDIM with η > 0 from that embedding
         (unCLIP §3.1), caption unknown so the decoder's text input is dropped."""
+        if n < 1:
+            raise InputError(f"n must be at least 1, got {n}")
         generator = self.generator(seed)
         image_embed = self.encode_image([load_image(image)]).repeat(n, 1)
         base = self.decode(image_embed, None, generator, sampler=self._ddim(eta))
@@ -267,9 +269,16 @@ class Pipeline:
 
     def decode_latent(self, image_embed: Tensor, x_T: Tensor, *, upsample: bool = True, seed: int = 0) -> Tensor:
         """Deterministic decode of a bipartite latent: DDIM η = 0, no guidance (inverse of
-        :meth:`invert`). Upsamplers, if any and asked for, run with ``seed``."""
+        :meth:`invert`). Upsamplers, if any and asked for, run with ``seed``.
+
+        A latent decodes to the same image wherever it sits in the batch: every row's
+        upsampling draws its noise afresh from ``seed``. Otherwise each interpolation frame
+        would get different upsampler noise (flicker), and the last frame would not be the
+        end image's own reconstruction."""
         base = self.decode(image_embed, None, self.generator(seed), x_T=x_T, sampler=self._ddim(0.0), guidance_scale=1.0)
-        return self.upsample(base, self.generator(seed)) if upsample and self.upsamplers else base
+        if not (upsample and self.upsamplers):
+            return base
+        return torch.cat([self.upsample(row[None], self.generator(seed)) for row in base])
 
     def interpolate(
         self,
@@ -314,6 +323,9 @@ class Pipeline:
         """Edit an image towards a caption change (unCLIP §3.3): z_d = normalize(z_t1 − z_t0),
         decode slerp(z_i, z_d, θ) from the image's fixed DDIM-inverted latent."""
         self._check_prompts([from_caption, to_caption])
+        thetas = [float(theta) for theta in thetas]
+        if not thetas:
+            raise InputError("text_diff needs at least one theta")
         z_i, x_T = self.invert(image)
         text = self.encode_text([from_caption, to_caption])
         z_d = text_diff_direction(text.embed[0:1].float(), text.embed[1:2].float())
@@ -323,6 +335,9 @@ class Pipeline:
     def classify(self, image: Image.Image | str | Path, labels: Sequence[str]) -> dict[str, float]:
         """Zero-shot classification: softmax over CLIP similarities to each label."""
         labels = self._check_prompts(labels)
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:  # the result maps label → probability, so a repeat would hide its share
+            raise InputError(f"each label must be given once; repeated: {', '.join(map(repr, repeated))}")
         z_i = self.encode_image([load_image(image)])
         z_t = self.encode_text(labels).embed.float()
         logits = self.encoder.logit_scale.float().to(z_i.device) * z_i @ z_t.T
