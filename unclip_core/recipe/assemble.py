@@ -1,6 +1,7 @@
 """Turning a validated recipe into a running :class:`~unclip_core.pipeline.Pipeline`."""
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,18 @@ def build_component(resolved: ResolvedComponent, device: str | torch.device = "c
     return component
 
 
+def _build_seeded(resolved: ResolvedComponent, device: str | torch.device) -> Any:
+    """``build_component`` with the initial weights drawn from a seed fixed by the slot's path.
+
+    A slot without a weights file (random-weight test and smoke recipes) then gets the same
+    weights in every process, so the same recipe and seed give the same images and
+    ``unclip generate --from`` reproduces them. The caller's global RNG is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(resolved.path.encode()))
+        return build_component(resolved, device)
+
+
 def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -> Pipeline:
     """Build every stage of a validated recipe (weights loaded, eval mode, on its device)."""
     recipe = resolved.recipe
@@ -48,12 +61,12 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
     if recipe.runtime.threads:
         torch.set_num_threads(recipe.runtime.threads)
     return Pipeline(
-        encoder=build_component(resolved.encoder, device),
-        prior=build_component(resolved.prior, device),
+        encoder=_build_seeded(resolved.encoder, device),
+        prior=_build_seeded(resolved.prior, device),
         prior_sampler=build_component(resolved.prior_sampler) if resolved.prior_sampler else None,
-        decoder=build_component(resolved.decoder, device),
+        decoder=_build_seeded(resolved.decoder, device),
         decoder_sampler=build_component(resolved.decoder_sampler),
-        upsamplers=[(build_component(u, device), build_component(s)) for u, s in resolved.upsamplers],
+        upsamplers=[(_build_seeded(u, device), build_component(s)) for u, s in resolved.upsamplers],
         settings=PipelineSettings(
             prior_guidance_scale=recipe.prior.guidance_scale,
             prior_candidates=recipe.prior.candidates,
