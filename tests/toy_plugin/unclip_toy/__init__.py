@@ -29,10 +29,13 @@ class TextAsImagePrior(Prior[TextAsImageConfig]):
     def sample(self, text: TextEncoding, *, sampler=None, generator: torch.Generator, guidance_scale=1.0,
                candidates=1, callback=None) -> torch.Tensor:
         embed = text.embed.float()
-        if self.config.noise > 0:
-            noise = torch.randn(embed.shape, generator=generator, device=generator.device).to(embed.device)
-            embed = embed + self.config.noise * noise
-        return torch.nn.functional.normalize(embed, dim=-1)
+        if self.config.noise == 0:
+            return torch.nn.functional.normalize(embed, dim=-1)
+        # `candidates` noisy copies per caption; keep the one closest to the caption (unCLIP's best of N).
+        noise = torch.randn((candidates, *embed.shape), generator=generator, device=generator.device)
+        samples = torch.nn.functional.normalize(embed + self.config.noise * noise.to(embed.device), dim=-1)
+        best = (samples * embed).sum(dim=-1).argmax(dim=0)
+        return samples[best, torch.arange(len(embed), device=embed.device)]
 
 
 @hookimpl
