@@ -132,6 +132,8 @@ class Pipeline:
     def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
         if isinstance(prompts, str):
             prompts = [prompts]
+        if not isinstance(prompts, Sequence):  # None, a number, a set: nothing with an order
+            raise InputError(f"prompts must be text or a list of texts, got {type(prompts).__name__}")
         prompts = list(prompts)
         if not prompts:
             raise InputError("no prompt given")
