@@ -73,11 +73,20 @@ def _pipeline(args: argparse.Namespace):
     return pipeline
 
 
+def _output_path(out: str | Path) -> Path:
+    """The checked output path. Called before any work, so a wrong name costs nothing and
+    leaves no file behind."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"output must be a .png file (the settings travel in its metadata), got {out}")
+    if path.is_dir():
+        raise InputError(f"output {out} is a folder; give a file name ending in .png")
+    return path
+
+
 def _write_results(images: list, out: Path, metadata: dict[str, Any], gif: bool = False) -> None:
     from unclip_core.images import make_grid, save_gif, save_png
 
-    if out.suffix.lower() != ".png":
-        raise InputError(f"output must be a .png file, got {out}")
     if len(images) == 1:
         save_png(images[0], out, metadata)
         print(out)
@@ -110,26 +119,37 @@ def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any
 
 def run_generate(args: argparse.Namespace) -> int:
     if args.from_png:
+        if args.prompt is not None:
+            raise InputError("give either a PROMPT or --from IMAGE.png, not both")
         return _regenerate(args)
     if args.prompt is None:
         raise InputError("give a PROMPT (or --from IMAGE.png to reproduce an image)")
+    if args.n < 1:
+        raise InputError(f"-n must be at least 1, got {args.n}")
+    out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.generate([args.prompt], n=args.n, seed=args.seed)
-    _write_results(images, Path(args.out), _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n))
+    _write_results(images, out, _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n))
     return 0
 
 
 def _regenerate(args: argparse.Namespace) -> int:
     from unclip_core.images import read_png_metadata, save_png
 
+    default_out = Path(args.from_png).with_name(Path(args.from_png).stem + "-again.png")
+    out = _output_path(args.out if args.out != "unclip.png" else default_out)
     meta = read_png_metadata(args.from_png)
     if meta.get("command") != "generate":
         raise InputError(f"{args.from_png} was not written by `unclip generate`")
+    missing = [key for key in ("recipe", "prompt", "seed") if meta.get(key) is None]
+    if missing:
+        raise InputError(f"{args.from_png}: its unclip settings lack {', '.join(missing)}")
+    extra_overrides = list(args.overrides)
     args.recipe = meta["recipe"]
-    args.overrides = list(meta.get("overrides", [])) + list(args.overrides)
+    args.overrides = list(meta.get("overrides") or []) + extra_overrides
     args.seed = int(meta["seed"])
     pipeline = _pipeline(args)
-    if pipeline.recipe.digest != meta.get("recipe_digest"):
+    if not extra_overrides and pipeline.recipe.digest != meta.get("recipe_digest"):
         print(
             f"unclip: warning: recipe {args.recipe} changed since {args.from_png} was made; the image may differ",
             file=sys.stderr,
@@ -137,7 +157,10 @@ def _regenerate(args: argparse.Namespace) -> int:
     n = int(meta.get("n", 1))
     images = pipeline.generate([meta["prompt"]], n=n, seed=args.seed)
     index = meta.get("index")
-    out = Path(args.out if args.out != "unclip.png" else Path(args.from_png).with_name(Path(args.from_png).stem + "-again.png"))
+    if index is not None and not 0 <= int(index) < n:
+        raise InputError(f"{args.from_png}: its settings name image {index} of {n}")
+    # The copy records what made *it*: extra overrides given now are part of that.
+    meta = {**meta, "overrides": args.overrides, "recipe_digest": pipeline.recipe.digest}
     if index is None and n > 1:
         from unclip_core.images import make_grid
 
@@ -150,17 +173,19 @@ def _regenerate(args: argparse.Namespace) -> int:
 
 
 def run_vary(args: argparse.Namespace) -> int:
+    out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.variations(args.image, n=args.n, seed=args.seed, eta=args.eta)
-    _write_results(images, Path(args.out), _metadata(args, pipeline, command="vary", image=args.image, eta=args.eta))
+    _write_results(images, out, _metadata(args, pipeline, command="vary", image=args.image, eta=args.eta))
     return 0
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
+    out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.interpolate(args.image_a, args.image_b, steps=args.steps, x_T=args.x_t, seed=args.seed)
     meta = _metadata(args, pipeline, command="interpolate", images=[args.image_a, args.image_b], x_T=args.x_t)
-    _write_results(images, Path(args.out), meta, gif=True)
+    _write_results(images, out, meta, gif=True)
     return 0
 
 
@@ -171,12 +196,13 @@ def run_textdiff(args: argparse.Namespace) -> int:
         raise InputError(f"--thetas must be comma-separated numbers, got {args.thetas!r}") from None
     if not thetas or any(not 0 <= t <= 1 for t in thetas):
         raise InputError("--thetas must be numbers in [0, 1]")
+    out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.text_diff(args.image, args.from_caption, args.to_caption, thetas=thetas, seed=args.seed)
     meta = _metadata(
         args, pipeline, command="textdiff", image=args.image, captions=[args.from_caption, args.to_caption], thetas=thetas
     )
-    _write_results(images, Path(args.out), meta, gif=True)
+    _write_results(images, out, meta, gif=True)
     return 0
 
 
