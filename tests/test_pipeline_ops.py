@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 import re
 import struct
@@ -497,6 +498,9 @@ def test_weights_that_do_not_fit_the_config_name_file_and_tensor(saved_decoder, 
     fits = _recipe_with_decoder_weights(tiny_recipe_data, tmp_path, [16, 32])
     resolved = validate_recipe(yaml.safe_load(fits.read_text()), registry, base_dir=tmp_path)
     loaded = build_component(resolved.decoder)  # the same file loads where it fits
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "decoder.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask, "saved as a private file"
     for name, tensor in saved_decoder.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
 

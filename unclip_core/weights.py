@@ -87,7 +87,9 @@ def atomic_save_safetensors(
     # Created with mode 0666 so the umask applies as for any file (mkstemp would make it 0600).
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        mode = os.stat(tmp).st_mode & 0o777  # safetensors re-creates the file as 0600: put this back
         save_file(contiguous, str(tmp), metadata=meta)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
