@@ -54,7 +54,14 @@ def _optional_command_modules() -> list:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # KEY=VALUE overrides may come before or after options (argparse stops a trailing
+    # nargs="*" positional at the first option, so collect the rest here).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+            args.overrides = list(args.overrides or []) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result = args.handler(args)
         return int(result or 0)

@@ -51,10 +51,19 @@ def run_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_training(name_or_path: str) -> bool:
+    from unclip_core.recipe.files import find_recipe, read_yaml
+
+    data = read_yaml(find_recipe(name_or_path))
+    return isinstance(data, dict) and "stage" in data
+
+
 def run_validate(args: argparse.Namespace) -> int:
     from unclip_core.recipe.files import load_recipe
+    from unclip_core.training.validate import load_training
 
-    resolved = load_recipe(args.recipe, args.overrides)
+    loader = load_training if _is_training(args.recipe) else load_recipe
+    resolved = loader(args.recipe, args.overrides)
     print(f"ok: {resolved.source} (digest {resolved.digest})")
     return 0
 
@@ -62,6 +71,8 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from unclip_core.recipe.files import load_recipe
 
+    if _is_training(args.recipe):
+        return _show_training(args)
     resolved = load_recipe(args.recipe, args.overrides)
     data = resolved.recipe.model_dump(mode="json")
     stages = [("encoder", resolved.encoder), ("prior", resolved.prior), ("decoder", resolved.decoder)]
@@ -73,6 +84,20 @@ def run_show(args: argparse.Namespace) -> int:
     for index, (upsampler, sampler) in enumerate(resolved.upsamplers):
         data["upsamplers"][index]["config"] = upsampler.config.model_dump(mode="json")
         data["upsamplers"][index]["sampler"]["config"] = sampler.config.model_dump(mode="json")
+    print(f"# {resolved.source} (digest {resolved.digest})")
+    print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0
+
+
+def _show_training(args: argparse.Namespace) -> int:
+    from unclip_core.training.validate import load_training
+
+    resolved = load_training(args.recipe, args.overrides)
+    data = resolved.recipe.model_dump(mode="json")
+    data["model"]["config"] = resolved.model.config.model_dump(mode="json")
+    data["dataset"]["config"] = resolved.dataset.config.model_dump(mode="json")
+    if resolved.encoder is not None:
+        data["encoder"]["config"] = resolved.encoder.config.model_dump(mode="json")
     print(f"# {resolved.source} (digest {resolved.digest})")
     print(yaml.safe_dump(data, sort_keys=False), end="")
     return 0

@@ -63,6 +63,10 @@ class TrainSettings(_Strict):
     )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default).")
     seed: int = Field(0, ge=0, description="Seeds data order, noise, timesteps and dropout.")
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="Parameter-name patterns (fnmatch) kept frozen, e.g. 'model.token_embedding.*'.",
+    )
     cache_embeddings: bool = Field(
         True, description="Keep the frozen encoder's outputs per dataset item in memory (finite datasets)."
     )
@@ -75,6 +79,9 @@ class OutputSettings(_Strict):
     sample_every: int = Field(0, ge=0, description="Write a sample grid every N steps (0: only at the end).")
     export: str | None = Field(
         None, description="Where the EMA weights go (safetensors, relative to the recipe file), at each checkpoint and the end."
+    )
+    export_dtype: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="Precision of exported floating-point weights (fp16 halves the file; loading casts back)."
     )
 
 
