@@ -61,6 +61,7 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
         ("sampler", "ddpm"): {"steps": 3},
         ("dataset", "shapes"): {"size": 16, "length": 4},
         ("dataset", "image-folder"): {"root": str(folder), "size": 16},
+        ("evaluation", "shapes"): {"prompts_per_group": 2, "diversity_prompts": 1},
     }
 
 
@@ -85,6 +86,7 @@ def test_every_built_in_component_has_tiny_settings_here(registry, tiny_settings
         ("sampler", "ddpm"),
         ("dataset", "shapes"),
         ("dataset", "image-folder"),
+        ("evaluation", "shapes"),
     ],
 )
 def test_built_in_component_keeps_the_contract(registry, tiny_settings, kind, name):

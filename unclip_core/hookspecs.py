@@ -53,6 +53,12 @@ def register_datasets(register):
     whose items are ``{"image": [3,H,W] in [-1,1], "caption": str}``."""
 
 
+@hookspec
+def register_evaluations(register):
+    """Register evaluations run by ``unclip eval NAME``: ``factory(config)`` returns an
+    :class:`unclip_core.evaluation.Evaluation` (a prompt set and a judge of the images)."""
+
+
 HOOK_FOR_KIND = {
     "encoder": "register_encoders",
     "prior": "register_priors",
@@ -60,4 +66,5 @@ HOOK_FOR_KIND = {
     "upsampler": "register_upsamplers",
     "sampler": "register_samplers",
     "dataset": "register_datasets",
+    "evaluation": "register_evaluations",
 }

@@ -34,8 +34,8 @@ from unclip_core.errors import PluginError
 from unclip_core.hookspecs import HOOK_FOR_KIND, PROJECT
 from unclip_core.interfaces import KINDS, ComponentConfig
 
-REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "dataset")
-"""The five pipeline kinds plus training datasets."""
+REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "dataset", "evaluation")
+"""The five pipeline kinds plus training datasets and evaluations."""
 
 ENTRY_POINT_GROUP = PROJECT
 

@@ -238,6 +238,9 @@ def check_component(
     if kind == "dataset":
         check_dataset(component)
         return component
+    if kind == "evaluation":
+        check_evaluation(component)
+        return component
     if isinstance(component, nn.Module):
         component.eval()
     if kind == "prior":
@@ -338,6 +341,11 @@ def check_kind(component: Any, kind: str) -> None:
             label,
             "a dataset must have __len__ and __getitem__ (a torch.utils.data.Dataset)",
         )
+        return
+    if kind == "evaluation":
+        from unclip_core.evaluation import Evaluation
+
+        _require(isinstance(component, Evaluation), f"evaluation {type(component).__name__}", "is not an unclip_core.evaluation.Evaluation")
         return
     _require(kind in KINDS, label, f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
     base = BASE_CLASS[kind]
@@ -666,6 +674,30 @@ def check_dataset(dataset: Any) -> None:
         _require(isinstance(caption, str), label, f"item {index}'s caption must be a str, got {type(caption).__name__}")
         again = dataset[index]
         _require(torch.equal(again["image"], image) and again["caption"] == caption, label, f"item {index} differs when read twice")
+
+
+def check_evaluation(evaluation: Any) -> None:
+    """The default prompt set is non-empty, fixed, and made of :class:`EvalCase` with at least
+    one sample each; the report of blank images is a JSON-serialisable mapping."""
+    import json
+
+    from PIL import Image
+
+    from unclip_core.evaluation import EvalCase, EvalSamples
+
+    label = f"evaluation {type(evaluation).__name__}"
+    cases = evaluation.cases()
+    _require(isinstance(cases, list) and len(cases) > 0, label, "cases() must return a non-empty list")
+    _require(all(isinstance(c, EvalCase) and c.samples >= 1 for c in cases), label, "cases must be EvalCase with samples >= 1")
+    _require(cases == evaluation.cases(), label, "cases() differs when called twice")
+    _require(evaluation.cases([c.prompt for c in cases[:1]])[0].prompt == cases[0].prompt, label, "cases(prompts) must keep the prompts given")
+    blank = [EvalSamples(c, [Image.new("RGB", (32, 32), (128, 128, 128))] * c.samples) for c in cases]
+    report = evaluation.report(blank)
+    _require(isinstance(report, Mapping), label, f"report() must return a mapping, got {type(report).__name__}")
+    try:
+        json.dumps(report)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{label}: its report is not JSON-serialisable: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,158 @@
+"""``unclip eval NAME [-r RECIPE] [--prompts FILE] [--json] [--seed S] [-s KEY=VALUE] [--save DIR]``.
+
+Generates an evaluation's prompt set with a recipe's pipeline and prints the evaluation's
+figures: a table by default, the full report with ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unclip_core.errors import InputError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score a recipe's images with a registered evaluation, e.g. shapes")
+    p.add_argument("evaluation", help="registered evaluation name (see `unclip plugins`), e.g. shapes")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. decoder.guidance_scale=2")
+    p.add_argument("-r", "--recipe", default=None, help="recipe file or shipped recipe name (default: shapes)")
+    p.add_argument("--prompts", default=None, help="text file, one prompt per line (default: the evaluation's own set)")
+    p.add_argument("-s", "--setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluation setting, e.g. -s prompts_per_group=20 (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (batch k uses seed + k)")
+    p.add_argument("--batch-size", type=int, default=32, help="images generated at once")
+    p.add_argument("--save", default=None, help="also write every image to this folder")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_eval)
+
+
+def _settings(items: list[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"evaluation setting {item!r} is not KEY=VALUE")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def _read_prompts(path: str) -> tuple[list[str], list[int]]:
+    """Non-blank, non-``#`` lines of ``path`` and their line numbers."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"prompts file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read prompts file {path}: {exc}") from None
+    prompts, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            prompts.append(line.strip())
+            lines.append(number)
+    if not prompts:
+        raise InputError(f"prompts file {path} holds no prompt (one per line)")
+    return prompts, lines
+
+
+def build_evaluation(name: str, settings: dict[str, Any]):
+    from pydantic import ValidationError
+
+    from unclip_core.registry import default_registry
+
+    spec = default_registry().get("evaluation", name)
+    try:
+        config = spec.config_model.model_validate(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"evaluation {name!r} settings: {problems}") from None
+    return spec.build(config)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from unclip_core.cli.generate_cmd import _pipeline
+    from unclip_core.evaluation import run_evaluation
+
+    evaluation = build_evaluation(args.evaluation, _settings(args.setting))
+    prompts = None
+    if args.prompts is not None:
+        prompts, lines = _read_prompts(args.prompts)
+        try:
+            evaluation.cases(prompts)
+        except InputError as exc:
+            index = getattr(exc, "index", None)
+            if index is None:
+                raise InputError(f"{args.prompts}: {exc}") from None
+            raise InputError(f"{args.prompts}:{lines[index]}: {getattr(exc, 'detail', exc)}") from None
+    save = Path(args.save) if args.save else None
+    pipeline = _pipeline(args)
+    pipeline.progress = None  # one bar for the whole run instead of one per stage
+    total = sum(case.samples for case in evaluation.cases(prompts))
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"eval {args.evaluation}", unit="img", file=sys.stderr)
+    collected: list[tuple[list[str], int, list]] = []
+
+    def generate(batch: list[str], n: int, seed: int):
+        images = pipeline.generate(batch, n=n, seed=seed)
+        if save is not None:
+            collected.append((batch, n, images))
+        return images
+
+    try:
+        report = run_evaluation(generate, evaluation, prompts, seed=args.seed, batch_size=args.batch_size,
+                                progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    resolved = pipeline.recipe
+    report["recipe"] = {"source": str(resolved.source), "digest": resolved.digest} if resolved is not None else None
+    if save is not None:
+        _save_images(save, collected)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _save_images(folder: Path, collected: list[tuple[list[str], int, list]]) -> None:
+    from unclip_core.images import save_png
+
+    index = 0
+    for prompts, n, images in collected:
+        for j, image in enumerate(images):
+            slug = prompts[j // n].replace(" ", "_")
+            save_png(image, folder / f"{index:04d}-{slug}.png")
+            index += 1
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A table of the report's groups (any evaluation whose report has ``groups`` of
+    accuracy figures), then its scalar figures."""
+    lines = []
+    recipe = report.get("recipe") or {}
+    run = report.get("run", {})
+    lines.append(f"{report.get('evaluation', 'evaluation')} on {recipe.get('source', '?')} "
+                 f"(digest {recipe.get('digest', '?')}), seed {run.get('seed')}, "
+                 f"{run.get('prompts')} prompts, {run.get('images')} images")
+    groups = dict(report.get("groups", {}))
+    if "overall" in report:
+        groups["all"] = report["overall"]
+    columns = ["exact", "color", "shape", "count", "relation"]
+    lines.append(f"{'group':<12} {'n':>4} " + " ".join(f"{c:>8}" for c in columns))
+    for name, figures in groups.items():
+        cells = " ".join(f"{figures[c]:>8.3f}" if isinstance(figures.get(c), float) else f"{'-':>8}" for c in columns)
+        lines.append(f"{name:<12} {figures.get('n', ''):>4} {cells}")
+    for key, value in report.items():
+        if key not in ("groups", "overall", "run", "recipe", "evaluation", "failures") and not isinstance(value, (dict, list)):
+            lines.append(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    return "\n".join(lines)
