@@ -1,13 +1,17 @@
-"""docs/writing-plugins.md must work when followed literally.
+"""The documentation pages must work when followed literally.
 
-The page's fenced blocks are run or compared, by their info string:
+Each page in ``PAGES`` (docs/writing-plugins.md, docs/recipes.md) has its fenced blocks run
+or compared, by their info string:
 
 * ```` ```<lang> file=PATH ```` — must be byte-identical to ``PATH`` in the repository, so
-  the page can never drift from the real example plugin;
-* ```` ```python ```` — executed, in page order, in one namespace (as a reader pasting them
-  into one session would);
-* ```` ```yaml patch=RECIPE ```` — its top-level keys replace those of ``RECIPE``, and the
-  result must validate;
+  the page can never drift from the real file (the example plugin, a test recipe);
+* ```` ```python ```` — executed in one namespace (as a reader pasting them into one session
+  would);
+* ```` ```yaml patch=RECIPE ```` — its top-level keys replace those of ``RECIPE`` (a path as
+  the reader types it), and the result must validate, as an inference or a training recipe.
+  When ``RECIPE`` is a file the page had the reader make in their own folder (``unclip
+  recipe cp``), the change is also written to it, as the reader editing their copy would;
+  the repository's files are only read;
 * ```` ```console ```` — each ``$ command`` is run: ``unclip ...`` in-process through
   :func:`unclip_core.cli.main.main` (with any leading ``VAR=value`` set), ``pip install -e
   PATH`` by checking that distribution is installed, ``pytest PATH`` by checking the path
@@ -16,12 +20,17 @@ The page's fenced blocks are run or compared, by their info string:
   is only ``...`` stands for lines left out). Output starting ``unclip: error:`` means the
   command must fail.
 
-Commands run in a temporary folder in which ``tests`` points to the repository's tests, so
-relative paths on the page resolve as they would in a checkout and written files land in
-the temporary folder.
+The Python, patch and console blocks of a page run in page order, in one temporary folder in
+which ``tests`` points to the repository's tests, so relative paths on the page resolve as
+they would in a checkout, files written by one example are there for the next, and nothing
+lands in the repository.
+
+Meta-tests then check that each page covers what the code offers (every hook, environment
+variable, error class, recipe slot and setting, training option).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.metadata
 import inspect
@@ -34,24 +43,26 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "writing-plugins.md"
+DOCS = ROOT / "docs"
+PAGES = {"writing-plugins": DOCS / "writing-plugins.md", "recipes": DOCS / "recipes.md"}
 TOY = ROOT / "tests" / "toy_plugin"
 
 
 @dataclasses.dataclass
 class Block:
+    page: Path
     lang: str
     options: dict[str, str]
     text: str
     line: int
 
     def where(self) -> str:
-        return f"{DOC.relative_to(ROOT)}:{self.line}"
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
-def read_blocks(markdown: str) -> list[Block]:
+def read_blocks(page: Path) -> list[Block]:
     """Every fenced block: language, ``key=value`` options, the text between the fences."""
-    blocks, lines, index = [], markdown.splitlines(keepends=True), 0
+    blocks, lines, index = [], page.read_text(encoding="utf-8").splitlines(keepends=True), 0
     while index < len(lines):
         opening = re.match(r"^```(\S*)(.*)$", lines[index].rstrip("\n"))
         if not opening:
@@ -62,18 +73,14 @@ def read_blocks(markdown: str) -> list[Block]:
         while index < len(lines) and lines[index].rstrip("\n") != "```":
             body.append(lines[index])
             index += 1
-        assert index < len(lines), f"{DOC}:{start}: unclosed code block"
+        assert index < len(lines), f"{page}:{start}: unclosed code block"
         options = dict(item.split("=", 1) for item in opening.group(2).split() if "=" in item)
-        blocks.append(Block(opening.group(1), options, "".join(body), start))
+        blocks.append(Block(page, opening.group(1), options, "".join(body), start))
         index += 1
     return blocks
 
 
-BLOCKS = read_blocks(DOC.read_text(encoding="utf-8"))
-
-
-def blocks_of(lang: str) -> list[Block]:
-    return [b for b in BLOCKS if b.lang == lang]
+BLOCKS = {name: read_blocks(path) for name, path in PAGES.items()}
 
 
 @pytest.fixture
@@ -85,10 +92,11 @@ def workdir(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------------
-# The page shows the real plugin
+# The pages show the real files
 # --------------------------------------------------------------------------------------
-def test_every_file_shown_is_byte_identical_to_the_real_one():
-    shown = [b for b in BLOCKS if "file" in b.options]
+@pytest.mark.parametrize("page", PAGES)
+def test_every_file_shown_is_byte_identical_to_the_real_one(page):
+    shown = [b for b in BLOCKS[page] if "file" in b.options]
     assert shown, "the page shows no file"
     for block in shown:
         path = ROOT / block.options["file"]
@@ -99,38 +107,39 @@ def test_every_file_shown_is_byte_identical_to_the_real_one():
 
 
 def test_the_complete_toy_plugin_is_shown():
-    shown = {ROOT / b.options["file"] for b in BLOCKS if "file" in b.options}
+    shown = {ROOT / b.options["file"] for b in BLOCKS["writing-plugins"] if "file" in b.options}
     plugin_files = {TOY / "pyproject.toml", *TOY.glob("unclip_toy/*.py"), *TOY.glob("tests/test_*.py")}
     assert plugin_files <= shown, f"not on the page: {sorted(str(p.relative_to(ROOT)) for p in plugin_files - shown)}"
 
 
 # --------------------------------------------------------------------------------------
-# Python and YAML blocks
+# Following a page: Python, recipe edits and commands, in page order
 # --------------------------------------------------------------------------------------
-def test_python_blocks_run_in_order(workdir):
-    runnable = [b for b in blocks_of("python") if "file" not in b.options]
-    assert runnable, "the page has no runnable Python"
-    namespace: dict = {"__name__": "writing_plugins_page"}
-    for block in runnable:
-        source = "\n" * block.line + block.text  # tracebacks then point at the page's own lines
-        exec(compile(source, str(DOC), "exec"), namespace)  # noqa: S102 - the page's own examples
+def run_python(block: Block, namespace: dict) -> None:
+    source = "\n" * block.line + block.text  # tracebacks then point at the page's own lines
+    exec(compile(source, str(block.page), "exec"), namespace)  # noqa: S102 - the page's own examples
 
 
-def test_recipe_patches_validate(registry):
+def apply_patch(block: Block, workdir: Path, registry) -> None:
+    """Replace the recipe's top-level keys with the block's, validate; write it back when the
+    recipe is the reader's own file (in the working folder, not the repository's)."""
+    from unclip_core.errors import RecipeError
     from unclip_core.recipe.validate import validate_recipe
+    from unclip_core.training.validate import validate_training
 
-    patches = [b for b in blocks_of("yaml") if "patch" in b.options]
-    assert patches, "the page shows no recipe change"
-    for block in patches:
-        recipe_path = ROOT / block.options["patch"]
-        data = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
-        data.update(yaml.safe_load(block.text))
-        validate_recipe(data, registry, base_dir=recipe_path.parent)
+    path = workdir / block.options["patch"]
+    assert path.is_file(), f"{block.where()}: {block.options['patch']} does not exist at this point of the page"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data.update(yaml.safe_load(block.text))
+    validate = validate_training if "stage" in data else validate_recipe
+    try:
+        validate(data, registry, base_dir=path.parent)
+    except RecipeError as error:
+        pytest.fail(f"{block.where()}: the changed {block.options['patch']} does not validate: {error}")
+    if path.resolve().is_relative_to(workdir.resolve()):
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
-# --------------------------------------------------------------------------------------
-# Console blocks
-# --------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Command:
     text: str
@@ -142,7 +151,7 @@ def read_commands(block: Block) -> list[Command]:
     commands: list[Command] = []
     for offset, line in enumerate(block.text.splitlines()):
         if line.startswith("$ "):
-            commands.append(Command(line[2:].strip(), [], f"{DOC.relative_to(ROOT)}:{block.line + offset + 1}"))
+            commands.append(Command(line[2:].strip(), [], f"{block.page.relative_to(ROOT)}:{block.line + offset + 1}"))
         elif line.strip():
             assert commands, f"{block.where()}: output before any command"
             commands[-1].expected.append(line)
@@ -199,33 +208,53 @@ def check_pytest(command: Command, args: list[str]) -> None:
         assert (ROOT / "tests") in path.resolve().parents, f"{command.where}: {path} is outside tests/"
 
 
-def test_console_commands_do_what_the_page_shows(workdir, monkeypatch, capsys):
-    commands = [c for b in blocks_of("console") for c in read_commands(b)]
+def run_command(command: Command, monkeypatch, capsys) -> None:
+    words = shlex.split(command.text)
+    env = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    program, args = words[0], words[1:]
+    if program == "unclip":
+        code, output = run_unclip(args, env, monkeypatch, capsys)
+        should_fail = any(line.startswith("unclip: error:") for line in command.expected)
+        assert (code != 0) == should_fail, f"{command.where}: `{command.text}` exited {code}\n{output}"
+        check_output(command, output)
+    elif program == "pip":
+        check_pip_install(command, args)
+    elif program == "pytest":
+        check_pytest(command, args)
+    else:
+        pytest.fail(f"{command.where}: this test does not know how to check `{command.text}`")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_following_the_page_works(page, workdir, registry, monkeypatch, capsys):
+    import torch
+
+    blocks = BLOCKS[page]
+    runnable = [b for b in blocks if b.lang == "python" and "file" not in b.options]
+    commands = [c for b in blocks if b.lang == "console" for c in read_commands(b)]
+    assert runnable, "the page has no runnable Python"
     assert any("unclip" in shlex.split(c.text) for c in commands), "the page runs no unclip command"
-    for command in commands:
-        words = shlex.split(command.text)
-        env = {}
-        while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
-            name, value = words.pop(0).split("=", 1)
-            env[name] = value
-        program, args = words[0], words[1:]
-        if program == "unclip":
-            code, output = run_unclip(args, env, monkeypatch, capsys)
-            should_fail = any(line.startswith("unclip: error:") for line in command.expected)
-            assert (code != 0) == should_fail, f"{command.where}: `{command.text}` exited {code}\n{output}"
-            check_output(command, output)
-        elif program == "pip":
-            check_pip_install(command, args)
-        elif program == "pytest":
-            check_pytest(command, args)
-        else:
-            pytest.fail(f"{command.where}: this test does not know how to check `{command.text}`")
+    assert any("patch" in b.options for b in blocks), "the page shows no recipe change"
+
+    namespace: dict = {"__name__": f"{page}_page"}
+    with torch.random.fork_rng(devices=[]):  # `unclip train` seeds torch's global RNG; leave it as it was
+        for block in blocks:
+            if block.lang == "python" and "file" not in block.options:
+                run_python(block, namespace)
+            elif block.lang == "yaml" and "patch" in block.options:
+                apply_patch(block, workdir, registry)
+            elif block.lang == "console":
+                for command in read_commands(block):
+                    run_command(command, monkeypatch, capsys)
 
 
 # --------------------------------------------------------------------------------------
-# The page covers what the code offers
+# docs/writing-plugins.md covers what the code offers
 # --------------------------------------------------------------------------------------
-TEXT = DOC.read_text(encoding="utf-8")
+TEXT = PAGES["writing-plugins"].read_text(encoding="utf-8")
 
 
 def test_every_hook_is_documented():
@@ -280,3 +309,60 @@ def test_every_public_check_is_real():
     named = set(re.findall(r"`((?:check|make)_[a-z_]+)", TEXT))
     unknown = sorted(name for name in named if name not in testing.__all__)
     assert not unknown, f"the page names functions unclip_core.testing does not export: {unknown}"
+
+
+# --------------------------------------------------------------------------------------
+# docs/recipes.md covers what the code offers
+# --------------------------------------------------------------------------------------
+RECIPES_TEXT = PAGES["recipes"].read_text(encoding="utf-8")
+
+
+def _undocumented(names: set[str]) -> list[str]:
+    return sorted(name for name in names if f"`{name}`" not in RECIPES_TEXT)
+
+
+def test_every_recipe_slot_and_stage_setting_is_documented():
+    from unclip_core.recipe.schema import (
+        SLOTS,
+        ComponentSlot,
+        DecoderStage,
+        PriorStage,
+        Runtime,
+        SamplerSlot,
+        UpsamplerStage,
+    )
+
+    names = set(SLOTS) | set(ComponentSlot.model_fields) | set(SamplerSlot.model_fields)
+    for prefix, stage in (("prior", PriorStage), ("decoder", DecoderStage), ("upsamplers.N", UpsamplerStage)):
+        names |= {f"{prefix}.{key}" for key in stage.model_fields if key not in ComponentSlot.model_fields}
+    names |= {f"runtime.{key}" for key in Runtime.model_fields}
+    missing = _undocumented(names)
+    assert not missing, f"recipe slots and settings missing from docs/recipes.md: {missing}"
+
+
+def test_every_training_setting_is_documented():
+    from pydantic import BaseModel
+
+    from unclip_core.recipe.schema import ComponentSlot
+    from unclip_core.training.schema import DatasetSlot, TrainRecipe
+
+    names = set(TrainRecipe.model_fields)
+    for section, field in TrainRecipe.model_fields.items():
+        settings = field.annotation  # optim, ema, train, output; not the component slots
+        if isinstance(settings, type) and issubclass(settings, BaseModel) and not issubclass(settings, (ComponentSlot, DatasetSlot)):
+            names |= {f"{section}.{key}" for key in settings.model_fields}
+    missing = _undocumented(names)
+    assert not missing, f"training recipe settings missing from docs/recipes.md: {missing}"
+
+
+def test_every_recipe_command_and_train_option_is_documented():
+    from unclip_core.cli.main import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    top = subcommands(build_parser())
+    missing = [f"unclip recipe {name}" for name in subcommands(top["recipe"]) if f"`unclip recipe {name}" not in RECIPES_TEXT]
+    options = {o for action in top["train"]._actions for o in action.option_strings if o.startswith("--") and o != "--help"}
+    missing += sorted(o for o in options if f"`{o}" not in RECIPES_TEXT)
+    assert not missing, f"commands and options missing from docs/recipes.md: {missing}"
