@@ -4,6 +4,7 @@ message that names it, so a passing suite means something."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,21 @@ def _one_thread():
 # --------------------------------------------------------------------------------------
 # Every built-in component passes
 # --------------------------------------------------------------------------------------
+TINY_HF_CLIP = {
+    "text_config": {
+        "vocab_size": 100, "hidden_size": 32, "intermediate_size": 37, "projection_dim": 16,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "max_position_embeddings": 32,
+        "bos_token_id": 63, "eos_token_id": 64, "pad_token_id": 64,
+    },
+    "vision_config": {
+        "hidden_size": 32, "intermediate_size": 37, "projection_dim": 16, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "image_size": 32, "patch_size": 8,
+    },
+    "tokenizer": str(Path(__file__).parent / "data" / "tiny-clip-tokenizer"),
+}
+"""A tiny ``hf-clip`` encoder (the tokenizer folder holds a 65-token vocabulary)."""
+
+
 def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, str], dict]:
     """Tiny settings for every built-in component, mostly from tests/recipes/tiny.yaml."""
     recipe = tiny_recipe_data
@@ -59,6 +75,8 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
         ("upsampler", upsampler["type"]): upsampler["config"],
         ("sampler", "ddim"): {"steps": 3},
         ("sampler", "ddpm"): {"steps": 3},
+        ("encoder", "hf-clip"): TINY_HF_CLIP,
+        ("sampler", "unclip-scheduler"): {"steps": 3, "exact_float32": False},
         ("dataset", "shapes"): {"size": 16, "length": 4},
         ("dataset", "image-folder"): {"root": str(folder), "size": 16},
         ("evaluation", "shapes"): {"prompts_per_group": 2, "diversity_prompts": 1},
@@ -84,12 +102,16 @@ def test_every_built_in_component_has_tiny_settings_here(registry, tiny_settings
         ("upsampler", "unet-upsampler"),
         ("sampler", "ddim"),
         ("sampler", "ddpm"),
+        ("encoder", "hf-clip"),
+        ("sampler", "unclip-scheduler"),
         ("dataset", "shapes"),
         ("dataset", "image-folder"),
         ("evaluation", "shapes"),
     ],
 )
 def test_built_in_component_keeps_the_contract(registry, tiny_settings, kind, name):
+    if name == "hf-clip":
+        pytest.importorskip("transformers")
     spec = registry.get(kind, name)
     config = spec.config_model.model_validate(tiny_settings[(kind, name)])
     check_component(kind, spec.factory, config, stochastic=True if kind == "prior" else None)

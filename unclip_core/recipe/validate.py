@@ -130,7 +130,8 @@ def _resolve_component(
     if not isinstance(settings, dict):
         return None
     try:
-        config = spec.config_model.model_validate(settings)
+        # The context lets a setting that names a file resolve it against the recipe's folder.
+        config = spec.config_model.model_validate(settings, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, _join(path, "config"), spec.config_model))
         return None
