@@ -1,16 +1,41 @@
-"""Built-in samplers: ``ddpm`` (ancestral) and ``ddim`` (deterministic, invertible)."""
+"""Built-in samplers: ``ddpm`` (ancestral), ``ddim`` (deterministic, invertible),
+``dpm-solver++`` (second-order multistep) and ``diffusers-scheduler`` (any diffusers scheduler)."""
 from __future__ import annotations
 
 from unclip_core import hookimpl
 
 from .ddim import DDIMConfig, DDIMSampler
 from .ddpm import DDPMConfig, DDPMSampler
+from .diffusers_adapter import DiffusersSchedulerConfig, DiffusersSchedulerSampler
+from .dpm_solver import DPMSolverConfig, DPMSolverSampler
 
 
 @hookimpl
 def register_samplers(register):
     register("ddpm", DDPMSampler, DDPMConfig, summary="Ancestral DDPM sampling (Ho et al. 2020) with respacing and learned variances.")
     register("ddim", DDIMSampler, DDIMConfig, summary="DDIM (Song et al. 2021): deterministic at eta=0, with inversion to x_T.")
+    register(
+        "dpm-solver++",
+        DPMSolverSampler,
+        DPMSolverConfig,
+        summary="DPM-Solver++ 2M (Lu et al. 2022): deterministic second-order multistep, good in 10-25 steps.",
+    )
+    register(
+        "diffusers-scheduler",
+        DiffusersSchedulerSampler,
+        DiffusersSchedulerConfig,
+        summary="Any diffusers scheduler class by name (Euler, UniPC, Heun, ...), given the model's schedule.",
+    )
 
 
-__all__ = ["DDIMConfig", "DDIMSampler", "DDPMConfig", "DDPMSampler", "register_samplers"]
+__all__ = [
+    "DDIMConfig",
+    "DDIMSampler",
+    "DDPMConfig",
+    "DDPMSampler",
+    "DPMSolverConfig",
+    "DPMSolverSampler",
+    "DiffusersSchedulerConfig",
+    "DiffusersSchedulerSampler",
+    "register_samplers",
+]

@@ -1,4 +1,4 @@
-"""Pieces the ``ddpm`` and ``ddim`` loops share: their common settings, the visited steps,
+"""Pieces the built-in loops (``ddpm``, ``ddim``, ``dpm-solver++``) share: their common settings, the visited steps,
 noise drawing, splitting a learned-variance output, and the (clipped) x0 prediction."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
-from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps
+from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
 from unclip_core.errors import InputError, UnclipError
 from unclip_core.interfaces import Denoiser
 
@@ -29,10 +29,14 @@ ClipSetting = Annotated[
 ]
 
 
-def step_pairs(denoiser: Denoiser, steps: int, spacing: TimestepSpacing, sampler: str) -> list[tuple[int, int]]:
-    """``(t, t_prev)`` for every step of the respaced chain, noisiest first; the last ``t_prev`` is -1 (clean)."""
+def step_pairs(
+    denoiser: Denoiser, steps: int, spacing: TimestepSpacing, sampler: str, *, solver: bool = False
+) -> list[tuple[int, int]]:
+    """``(t, t_prev)`` for every step of the respaced chain, noisiest first; the last ``t_prev``
+    is -1 (clean). ``solver`` picks the multistep solvers' spacing (:func:`solver_timesteps`)."""
+    spaced = solver_timesteps if solver else inference_timesteps
     try:
-        timesteps = inference_timesteps(denoiser.schedule.num_train_timesteps, steps, spacing)
+        timesteps = spaced(denoiser.schedule.num_train_timesteps, steps, spacing)
     except ValueError as exc:
         raise UnclipError(f"sampler {sampler!r}: {exc}") from None
     return list(zip(timesteps, timesteps[1:] + [-1]))

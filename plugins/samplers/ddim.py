@@ -46,21 +46,31 @@ class DDIMSampler(Sampler[DDIMConfig]):
 
         A learned variance, if the model has one, is ignored: DDIM fixes its own.
         """
-        schedule, eta = denoiser.schedule, self.config.eta
-        steps = step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddim")
+        steps = self.timestep_pairs(denoiser)
         x = initial_noise(shape, denoiser, generator, x_T)
         for index, (t, t_prev) in enumerate(steps):
-            prediction, _ = split_output(denoiser(x, timestep_batch(t, x)), x, denoiser.variance_type)
-            x0, eps = denoised(denoiser, x, t, prediction, self.config.clip_denoised)
-            _, abar_prev = alpha_bars(schedule, t, t_prev)
-            sigma = eta * float(posterior_variance(schedule, t, t_prev).sqrt())
-            direction = float((1 - abar_prev - sigma**2).clamp(min=0).sqrt())
-            x = float(abar_prev.sqrt()) * x0 + direction * eps
-            if sigma > 0:
-                x = x + sigma * gaussian(x.shape, denoiser, generator)
+            x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
             if callback is not None:
                 callback(StepInfo(index, len(steps), t, x, x0))
         return x
+
+    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
+        """``(t, t_prev)`` of every step, noisiest first (the last ``t_prev`` is -1, clean)."""
+        return step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddim")
+
+    @torch.no_grad()
+    def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One step ``t → t_prev``: ``(x_prev, predicted x0)``. Public so that a loop that must
+        revisit steps (RePaint's resampling) can drive the sampler one step at a time."""
+        prediction, _ = split_output(denoiser(x, timestep_batch(t, x)), x, denoiser.variance_type)
+        x0, eps = denoised(denoiser, x, t, prediction, self.config.clip_denoised)
+        _, abar_prev = alpha_bars(denoiser.schedule, t, t_prev)
+        sigma = self.config.eta * float(posterior_variance(denoiser.schedule, t, t_prev).sqrt())
+        direction = float((1 - abar_prev - sigma**2).clamp(min=0).sqrt())
+        x_prev = float(abar_prev.sqrt()) * x0 + direction * eps
+        if sigma > 0:
+            x_prev = x_prev + sigma * gaussian(x.shape, denoiser, generator)
+        return x_prev, x0
 
     @torch.no_grad()
     def invert(self, denoiser: Denoiser, x0: Tensor, *, callback: StepCallback | None = None) -> Tensor:
@@ -73,7 +83,7 @@ class DDIMSampler(Sampler[DDIMConfig]):
         ``t`` (exact in the limit of many steps). No clipping: inversion must not lose range.
         """
         schedule = denoiser.schedule
-        steps = step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddim")[::-1]
+        steps = self.timestep_pairs(denoiser)[::-1]
         x = x0.to(device=denoiser.device, dtype=denoiser.dtype)
         for index, (t, t_prev) in enumerate(steps):
             prediction, _ = split_output(denoiser(x, timestep_batch(t, x)), x, denoiser.variance_type)

@@ -40,18 +40,27 @@ class DDPMSampler(Sampler[DDPMConfig]):
         the model's variance (fixed β̃, fixed β, or iDDPM's learned interpolation). The last
         step lands on the clean sample and adds none.
         """
-        schedule, variance_type = denoiser.schedule, denoiser.variance_type
-        steps = step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddpm")
+        steps = self.timestep_pairs(denoiser)
         x = initial_noise(shape, denoiser, generator, x_T)
         for index, (t, t_prev) in enumerate(steps):
-            prediction, variance_values = split_output(denoiser(x, timestep_batch(t, x)), x, variance_type)
-            x0, _ = denoised(denoiser, x, t, prediction, self.config.clip_denoised)
-            mean = posterior_mean(schedule, t, t_prev, x0, x)
-            if t_prev >= 0:
-                log_var = log_variance(schedule, t, t_prev, variance_type, x, variance_values)
-                x = mean + torch.exp(0.5 * log_var) * gaussian(x.shape, denoiser, generator)
-            else:
-                x = mean
+            x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
             if callback is not None:
                 callback(StepInfo(index, len(steps), t, x, x0))
         return x
+
+    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
+        """``(t, t_prev)`` of every step, noisiest first (the last ``t_prev`` is -1, clean)."""
+        return step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddpm")
+
+    @torch.no_grad()
+    def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One ancestral step ``t → t_prev``: ``(x_prev, predicted x0)``. Public so that a loop
+        that must revisit steps (RePaint's resampling) can drive the sampler one step at a time."""
+        schedule, variance_type = denoiser.schedule, denoiser.variance_type
+        prediction, variance_values = split_output(denoiser(x, timestep_batch(t, x)), x, variance_type)
+        x0, _ = denoised(denoiser, x, t, prediction, self.config.clip_denoised)
+        mean = posterior_mean(schedule, t, t_prev, x0, x)
+        if t_prev < 0:
+            return mean, x0
+        log_var = log_variance(schedule, t, t_prev, variance_type, x, variance_values)
+        return mean + torch.exp(0.5 * log_var) * gaussian(x.shape, denoiser, generator), x0

@@ -8,6 +8,11 @@ NumPy expressions so that a recipe moved between diffusers and unclip visits the
 * ``trailing`` — counts down from ``T - 1`` in strides of ``T / steps``; always starts at
   the noisiest step, which is why few-step samplers prefer it.
 * ``linspace`` — ``steps`` points evenly between ``0`` and ``T - 1``, rounded.
+
+Multistep ODE solvers (DPM-Solver++, UniPC) visit a variant, :func:`solver_timesteps`: their
+last step goes all the way to the clean sample (σ = 0) by itself, so diffusers spaces
+``leading`` and ``linspace`` over ``steps + 1`` points and drops the clean end ``t = 0``
+rather than spend a model call on the nearly clean ``t = 0``.
 """
 from __future__ import annotations
 
@@ -39,4 +44,23 @@ def inference_timesteps(num_train_timesteps: int, steps: int, spacing: TimestepS
         timesteps = np.round(np.arange(total, 0, -total / steps)).astype(np.int64)[:steps] - 1
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    return [int(t) for t in timesteps]
+
+
+def solver_timesteps(num_train_timesteps: int, steps: int, spacing: TimestepSpacing) -> list[int]:
+    """The timesteps diffusers' ``DPMSolverMultistepScheduler`` visits (``lambda_min_clipped``
+    off, ``steps_offset`` 0): ``leading`` and ``linspace`` over ``steps + 1`` points with the
+    final ``t = 0`` dropped; ``trailing`` as :func:`inference_timesteps`.
+
+    Raises ``ValueError`` where the ``steps + 1`` points would not be distinct timesteps.
+    """
+    total = int(num_train_timesteps)
+    if spacing == "trailing" or steps < 1 or steps > total or spacing not in SPACINGS:
+        return inference_timesteps(total, steps, spacing)
+    if spacing == "linspace":
+        timesteps = np.linspace(0, total - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
+    else:
+        timesteps = (np.arange(0, steps + 1) * (total // (steps + 1))).round()[::-1][:-1].astype(np.int64)
+    if len(set(timesteps.tolist())) != steps or timesteps.min() < 1:
+        raise ValueError(f"steps={steps} is too many for {spacing!r} spacing over {total} timesteps; use 'trailing'")
     return [int(t) for t in timesteps]
