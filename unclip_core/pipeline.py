@@ -3,7 +3,7 @@
 ``Pipeline`` holds one encoder, one prior (with its sampler), one decoder (with its sampler)
 and any number of upsampling stages, and composes them into the paper's operations:
 generation, variations, interpolation, text diffs, DDIM inversion, zero-shot classification
-and reranking. It owns no model code of its own: every call goes through the component
+and reranking, plus training-free inpainting. It owns no model code of its own: every call goes through the component
 interfaces, so any plugin that honours them works here.
 """
 from __future__ import annotations
@@ -197,9 +197,17 @@ class Pipeline:
             close()
         return x.float().clamp(-1, 1)
 
-    def upsample(self, images: Tensor, generator: torch.Generator, callback: StepCallback | None = None) -> Tensor:
-        """Run every upsampling stage in turn."""
-        for index, (model, sampler) in enumerate(self.upsamplers):
+    def upsample(
+        self,
+        images: Tensor,
+        generator: torch.Generator,
+        callback: StepCallback | None = None,
+        *,
+        samplers: Sequence[Sampler] | None = None,
+    ) -> Tensor:
+        """Run every upsampling stage in turn (with ``samplers`` in place of the stages' own, if given)."""
+        stages = self.upsamplers if samplers is None else [(model, s) for (model, _), s in zip(self.upsamplers, samplers)]
+        for index, (model, sampler) in enumerate(stages):
             size = int(model.declared.image_size)
             cond = UpsamplerCondition(images.to(self.device))
             shape = (images.shape[0], model.in_channels, size, size)
@@ -228,6 +236,52 @@ class Pipeline:
     def generate(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> list[Image.Image]:
         """Text → ``n`` PIL images per prompt (prompt-major order). Same seed, same images."""
         return tensor_to_pil(self.generate_tensors(prompts, n, seed))
+
+    def inpaint_tensors(
+        self,
+        image: Image.Image | str | Path | Tensor,
+        mask: Image.Image | str | Path | Tensor,
+        prompt: str,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        resample: int = 1,
+    ) -> Tensor:
+        """Repaint the white part of ``mask`` in ``image`` to fit ``prompt``, training-free
+        (RePaint; see :mod:`unclip_core.inpainting`). Returns ``[n, 3, H, W]`` in [-1, 1] at
+        the final size, in which the known (black) region is the input resized, exactly."""
+        from unclip_core.inpainting import InpaintRegion
+
+        if not isinstance(prompt, str):
+            raise InputError(f"inpaint takes one prompt (text), got {type(prompt).__name__}")
+        self._check_prompts([prompt])
+        if n < 1:
+            raise InputError(f"n must be at least 1, got {n}")
+        region = InpaintRegion.from_inputs(image, mask)
+        decoder_sampler = region.sampler(self.decoder_sampler, self.base_size, resample, "decoder", self.device)
+        stage_samplers = [
+            region.sampler(sampler, int(model.declared.image_size), resample, f"upsamplers.{index}", self.device)
+            for index, (model, sampler) in enumerate(self.upsamplers)
+        ]
+        generator = self.generator(seed)
+        text = self.encode_text([prompt] * n)
+        image_embed = self.sample_prior(text, generator)
+        base = self.decode(image_embed, text, generator, sampler=decoder_sampler)
+        return region.paste(self.upsample(base, generator, samplers=stage_samplers).float())
+
+    def inpaint(
+        self,
+        image: Image.Image | str | Path | Tensor,
+        mask: Image.Image | str | Path | Tensor,
+        prompt: str,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        resample: int = 1,
+    ) -> list[Image.Image]:
+        """:meth:`inpaint_tensors` as PIL images: where the mask is black, the pixels are the
+        input image's (centre-cropped to a square and resized to the output size) exactly."""
+        return tensor_to_pil(self.inpaint_tensors(image, mask, prompt, n=n, seed=seed, resample=resample))
 
     def image_tensor(self, image: Image.Image | str | Path | Tensor, size: int | None = None) -> Tensor:
         """``[1, 3, s, s]`` in [-1, 1] at the decoder's size (or ``size``)."""
