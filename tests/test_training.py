@@ -125,8 +125,11 @@ def test_each_stage_trains_and_loss_goes_down(stage, registry, tiny_recipe_data,
         assert list((tmp_path / "run" / "samples").glob("step-*.png"))
 
 
-def test_resume_is_exact(registry, tiny_recipe_data, tmp_path):
-    data = recipe_for("decoder", tiny_recipe_data, steps=8)
+@pytest.mark.parametrize("stage", ["decoder", "prior"])
+def test_resume_is_exact(registry, tiny_recipe_data, tmp_path, stage):
+    """Bit-exact, cached frozen-encoder embeddings included (they are re-encoded in the batches
+    they first came in: a different batch changes a product's last bits)."""
+    data = recipe_for(stage, tiny_recipe_data, steps=8)
     data["output"]["checkpoint_every"] = 100
     resolved = validate_training(data, registry, base_dir=tmp_path)
     train(resolved, registry=registry, out_dir=tmp_path / "straight", progress=False)

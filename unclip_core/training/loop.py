@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from unclip_core.errors import CheckpointError, UnclipError
 from unclip_core.recipe.assemble import build_component
@@ -181,10 +181,13 @@ def train(
     ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
     state = TrainingState(model, ema, optimizer, generator, 0)
 
+    fits_normalization = recipe.stage == "prior" and resolved.model.weights is None and hasattr(model, "fit_normalization")
     if resume:
         load_checkpoint(checkpoint_path, state)
-    elif recipe.stage == "prior" and resolved.model.weights is None and hasattr(model, "fit_normalization"):
-        _fit_prior_normalization(model, dataset, cache, settings, dist)
+        if fits_normalization and cache is not None and cache.enabled:
+            _normalization_embeddings(dataset, cache)  # only to fill the cache as the first run did
+    elif fits_normalization:
+        model.fit_normalization(_normalization_embeddings(dataset, cache))
         ema = state.ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
 
     trained = model
@@ -198,6 +201,8 @@ def train(
             recipe.stage, model, collate(dataset, list(range(min(PREVIEW_ITEMS, len(dataset))))), cache
         )
         _log_header(out, resolved, dist, settings, model)
+    if resume and cache is not None and cache.enabled:
+        _refill_cache(recipe.stage, model, dataset, cache, settings, dist, state.step)
 
     total = settings.steps
     stop_at = total if max_steps is None else min(total, state.step + max_steps)
@@ -293,15 +298,35 @@ def _adamw(parameters: list[nn.Parameter], optim: Any) -> torch.optim.Optimizer:
         return torch.optim.AdamW(parameters, foreach=True, **kwargs)
 
 
-def _fit_prior_normalization(model: Any, dataset: Any, cache: Any, settings: Any, dist: Distributed) -> None:
-    """unCLIP normalises image embeddings by their training mean and std before diffusion."""
+def _normalization_embeddings(dataset: Any, cache: Any) -> Tensor:
+    """The image embeddings unCLIP's prior normalises by (training mean and std), from the
+    first 2048 items."""
     count = min(len(dataset), 2048)
     embeds = []
     for start in range(0, count, 256):
         indices = list(range(start, min(count, start + 256)))
         raw = collate(dataset, indices)
         embeds.append(cache(raw["image"], raw["caption"], raw["index"])[1])
-    model.fit_normalization(torch.cat(embeds))
+    return torch.cat(embeds)
+
+
+def _refill_cache(stage: str, model: Any, dataset: Any, cache: Any, settings: Any, dist: Distributed, done: int) -> None:
+    """Encode the items of the steps before ``done`` in the batches they first came in.
+
+    A matrix product's last bits depend on the batch it runs in, so an embedding computed
+    in another batch than the uninterrupted run's differs by ~1e-9 — enough to make a resumed
+    run drift from it. Replaying the batch composition (frozen-encoder forwards only, and
+    only until every item has been seen) keeps resume exact.
+    """
+    micro = settings.batch_size // dist.world_size // settings.accumulation
+    for step in range(done):
+        if len(cache.store) >= len(dataset):
+            break
+        mine = batch_indices(step, settings.batch_size, len(dataset), settings.seed)[dist.rank :: dist.world_size]
+        for chunk in range(settings.accumulation):
+            part = mine[chunk * micro : (chunk + 1) * micro]
+            if any(index not in cache.store for index in part):
+                stage_batch(stage, model, collate(dataset, part), cache)
 
 
 def _checkpoint(out: Path, state: TrainingState, resolved: ResolvedTraining) -> None:
