@@ -112,6 +112,12 @@ class TextEncoding:
     """``[B, L, W]`` per-token features (GLIDE-style decoders attend to them)."""
     mask: Tensor
     """``[B, L]`` bool, True where a token is real (not padding)."""
+    null_embed: Tensor | None = None
+    """The encoder's encoding of the empty caption ``""``, one row per caption (``[B, D]``,
+    with ``null_tokens`` ``[B, L, W]`` and ``null_mask`` ``[B, L]``), when the pipeline computed
+    it for a stage whose ``null_caption`` is ``empty``; None otherwise."""
+    null_tokens: Tensor | None = None
+    null_mask: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.embed.shape[0])
@@ -119,23 +125,43 @@ class TextEncoding:
     def repeat_interleave(self, n: int) -> "TextEncoding":
         return map_tensors(self, lambda t: t.repeat_interleave(n, dim=0))
 
+    def with_null(self, null: "TextEncoding | None") -> "TextEncoding":
+        """This encoding carrying ``null`` (the empty caption's encoding, same batch) as the
+        unconditional caption of classifier-free guidance; ``None`` removes it."""
+        if null is None:
+            return dataclasses.replace(self, null_embed=None, null_tokens=None, null_mask=None)
+        if len(null) != len(self):
+            raise ValueError(f"{len(self)} captions but {len(null)} null captions")
+        return dataclasses.replace(self, null_embed=null.embed, null_tokens=null.tokens, null_mask=null.mask)
+
 
 @dataclass
 class PriorCondition:
     """What a prior's denoiser is conditioned on. ``drop_text[b]`` asks the model to use its
-    unconditional (classifier-free) input for sample ``b`` instead of the caption."""
+    unconditional (classifier-free) input for sample ``b`` instead of the caption.
+
+    When the text carried the empty caption's encoding (``null_*``), the unconditional
+    condition is that caption itself, read like any other (as diffusers' unCLIP pipeline and
+    GLIDE do) rather than the model's learned null caption."""
 
     text_embed: Tensor
     text_tokens: Tensor
     text_mask: Tensor
     drop_text: Tensor
+    null_embed: Tensor | None = None
+    null_tokens: Tensor | None = None
+    null_mask: Tensor | None = None
 
     @classmethod
     def from_text(cls, text: TextEncoding) -> "PriorCondition":
         drop = torch.zeros(len(text), dtype=torch.bool, device=text.embed.device)
-        return cls(text.embed, text.tokens, text.mask, drop)
+        return cls(text.embed, text.tokens, text.mask, drop, text.null_embed, text.null_tokens, text.null_mask)
 
     def unconditional(self) -> "PriorCondition":
+        if self.null_embed is not None and self.null_tokens is not None and self.null_mask is not None:
+            return dataclasses.replace(
+                self, text_embed=self.null_embed, text_tokens=self.null_tokens, text_mask=self.null_mask
+            )
         return dataclasses.replace(self, drop_text=torch.ones_like(self.drop_text))
 
 
@@ -151,6 +177,12 @@ class DecoderCondition:
     text_embed: Tensor | None = None
     text_tokens: Tensor | None = None
     text_mask: Tensor | None = None
+    null_embed: Tensor | None = None
+    null_tokens: Tensor | None = None
+    null_mask: Tensor | None = None
+    """The empty caption's encoding, when the text carried it: the unconditional condition
+    then reads it as its caption (see :class:`PriorCondition`); the image embedding is still
+    dropped for the model's learned null one."""
 
     @classmethod
     def build(cls, image_embed: Tensor, text: TextEncoding | None = None) -> "DecoderCondition":
@@ -160,12 +192,19 @@ class DecoderCondition:
             return cls(image_embed, zeros, torch.ones_like(zeros))
         if len(text) != batch:
             raise ValueError(f"{batch} image embeddings but {len(text)} captions")
-        return cls(image_embed, zeros, zeros.clone(), text.embed, text.tokens, text.mask)
+        return cls(
+            image_embed, zeros, zeros.clone(), text.embed, text.tokens, text.mask,
+            text.null_embed, text.null_tokens, text.null_mask,
+        )
 
     def unconditional(self) -> "DecoderCondition":
-        return dataclasses.replace(
-            self, drop_image=torch.ones_like(self.drop_image), drop_text=torch.ones_like(self.drop_text)
-        )
+        drop_image = torch.ones_like(self.drop_image)
+        if self.null_embed is not None and self.null_tokens is not None and self.null_mask is not None:
+            return dataclasses.replace(
+                self, drop_image=drop_image, text_embed=self.null_embed, text_tokens=self.null_tokens,
+                text_mask=self.null_mask,
+            )
+        return dataclasses.replace(self, drop_image=drop_image, drop_text=torch.ones_like(self.drop_text))
 
 
 @dataclass

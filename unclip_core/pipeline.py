@@ -43,6 +43,10 @@ class PipelineSettings:
     prior_guidance_scale: float = 4.0
     prior_candidates: int = 2
     decoder_guidance_scale: float = 3.0
+    prior_null_caption: Literal["learned", "empty"] = "learned"
+    """The prior's unconditional caption in guidance: the model's learned one, or the
+    encoder's encoding of "" (computed with the prompts, as diffusers' unCLIP pipeline does)."""
+    decoder_null_caption: Literal["learned", "empty"] = "learned"
     device: str = "cpu"
     precision: Literal["fp32", "bf16"] = "fp32"
 
@@ -146,8 +150,21 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def encode_text(self, prompts: Sequence[str]) -> TextEncoding:
+        """The prompts' encoding; when a stage's ``null_caption`` is ``empty`` it also carries
+        the empty caption's, encoded as one batch of ``""`` beside the prompts (diffusers' order
+        of work, so the numbers match)."""
         with self._running():
-            return self.encoder.encode_text(list(prompts))
+            text = self.encoder.encode_text(list(prompts))
+            if "empty" in (self.settings.prior_null_caption, self.settings.decoder_null_caption):
+                text = text.with_null(self.encoder.encode_text([""] * len(text)))
+            return text
+
+    @staticmethod
+    def _null_for(text: TextEncoding | None, mode: str) -> TextEncoding | None:
+        """``text`` with the empty caption kept only for a stage that reads it."""
+        if text is None or mode == "empty" or text.null_embed is None:
+            return text
+        return text.with_null(None)
 
     def encode_image(self, images: Sequence[Image.Image | str | Path] | Tensor) -> Tensor:
         if not isinstance(images, Tensor):
@@ -160,7 +177,7 @@ class Pipeline:
         try:
             with self._running():
                 return self.prior.sample(
-                    text,
+                    self._null_for(text, self.settings.prior_null_caption),  # type: ignore[arg-type]
                     sampler=self.prior_sampler,
                     generator=generator,
                     guidance_scale=self.settings.prior_guidance_scale,
@@ -171,7 +188,7 @@ class Pipeline:
             close()
 
     def decoder_condition(self, image_embed: Tensor, text: TextEncoding | None) -> DecoderCondition:
-        return DecoderCondition.build(image_embed.to(self.device), text)
+        return DecoderCondition.build(image_embed.to(self.device), self._null_for(text, self.settings.decoder_null_caption))
 
     def decode(
         self,
@@ -227,8 +244,7 @@ class Pipeline:
         if n < 1:
             raise InputError(f"n must be at least 1, got {n}")
         generator = self.generator(seed)
-        expanded = [p for p in prompts for _ in range(n)]
-        text = self.encode_text(expanded)
+        text = self.encode_text(prompts).repeat_interleave(n)  # each prompt encoded once
         image_embed = self.sample_prior(text, generator)
         base = self.decode(image_embed, text, generator)
         return self.upsample(base, generator)

@@ -143,6 +143,22 @@ class HfClipConfig(ComponentConfig):
             raise ValueError("; ".join(problems))
         return self
 
+    @classmethod
+    def from_transformers(
+        cls,
+        text_config: dict[str, Any],
+        *,
+        tokenizer: str,
+        vision_config: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> "HfClipConfig":
+        """Settings from transformers' ``config.json`` contents (a CLIPTextModelWithProjection's
+        and optionally a CLIPVisionModelWithProjection's): the architecture's keys are kept,
+        bookkeeping and generation settings dropped."""
+        text = {k: v for k, v in text_config.items() if k in TEXT_KEYS}
+        vision = {k: v for k, v in vision_config.items() if k in VISION_KEYS} if vision_config is not None else None
+        return cls(text_config=text, vision_config=vision, tokenizer=tokenizer, **settings)
+
     # ------------------------------------------------------------------ derived values
     @property
     def text_settings(self) -> dict[str, Any]:

@@ -41,6 +41,14 @@ class ComponentSlot(_Strict):
     )
 
 
+NullCaption = Literal["learned", "empty"]
+NULL_CAPTION_HELP = (
+    "The caption of classifier-free guidance's unconditional branch: 'learned', the model's own null "
+    "caption; 'empty', the encoder's encoding of \"\" computed with the prompts (diffusers' unCLIP "
+    "pipeline and Karlo)."
+)
+
+
 class PriorStage(ComponentSlot):
     sampler: SamplerSlot | None = Field(
         default=None, description="Sampler for diffusion priors; autoregressive priors take none."
@@ -49,6 +57,7 @@ class PriorStage(ComponentSlot):
     candidates: int = Field(
         default=2, ge=1, le=64, description="Best of N: samples per caption, the one most similar to it is kept."
     )
+    null_caption: NullCaption = Field(default="learned", description=NULL_CAPTION_HELP)
 
 
 class DecoderStage(ComponentSlot):
@@ -56,6 +65,7 @@ class DecoderStage(ComponentSlot):
     guidance_scale: float = Field(
         default=3.0, ge=0, description="Classifier-free guidance on image embedding and caption together."
     )
+    null_caption: NullCaption = Field(default="learned", description=NULL_CAPTION_HELP)
 
 
 class UpsamplerStage(ComponentSlot):

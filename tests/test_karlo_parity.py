@@ -1,0 +1,369 @@
+"""Karlo parity: ``unclip import karlo`` on a diffusers unCLIP folder, then the imported recipe
+against diffusers' own ``UnCLIPPipeline`` on the same weights and seed.
+
+The folder is built the way diffusers' unCLIP pipeline tests build their dummy components
+(``tests/pipelines/unclip/test_unclip.py``: a 32-wide CLIPTextModelWithProjection, a one-layer
+PriorTransformer, UnCLIPTextProjModel, a two-level UNet2DConditionModel decoder at 32 px with
+a learned variance, two UNet2DModel super-resolution nets to 64 px, and the three
+UnCLIPScheduler configs), with two changes: the tokenizer is a tiny local one
+(``tests/data/tiny-clip-tokenizer``; no hub), and the parameters diffusers initialises to
+zero — the prior's position embeddings, query token and embedding statistics, the decoder's
+null image embedding — are randomised, so that every stage, the prior included, shapes the
+image and a mistake anywhere shows.
+
+The random streams are not aligned by hand: both pipelines draw from one CPU generator seeded
+alike, and unclip's pipeline consumes it exactly as diffusers does (prior noise, one draw per
+prior step above t = 0, decoder noise and its per-step draws, super-resolution noise and its
+per-step draws), so no latents are passed in.
+
+Random-weight models amplify any rounding difference enormously (an eps-predicting UNet's x0
+at t = 999 is its input divided by √ᾱ ≈ 5e-5), so the match has to be exact in practice, and
+it is: the imported recipe's stages use ``null_caption: empty``, so the unconditional caption
+is ``""`` encoded at run time as one batch beside the prompts — as diffusers does — rather
+than a stored encoding (whose last bits depend on the batch it was computed in).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from unclip_core.errors import CheckpointError, InputError  # noqa: E402
+
+TOKENIZER = Path(__file__).parent / "data" / "tiny-clip-tokenizer"
+PROMPTS = ["a red horse", "blue cat"]
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def dummy_components() -> dict:
+    """diffusers' dummy unCLIP components (its pipeline test's sizes and seeds)."""
+    from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(TOKENIZER), local_files_only=True)
+    vocab = tokenizer.get_vocab()
+    torch.manual_seed(0)
+    text_encoder = transformers.CLIPTextModelWithProjection(
+        transformers.CLIPTextConfig(
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+            hidden_size=32,
+            projection_dim=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            vocab_size=1000,
+        )
+    )
+    torch.manual_seed(0)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
+    torch.manual_seed(0)
+    text_proj = UnCLIPTextProjModel(clip_embeddings_dim=32, time_embed_dim=128, cross_attention_dim=100)
+    torch.manual_seed(0)
+    decoder = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=6,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=100,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type="identity",
+    )
+    super_res = dict(
+        sample_size=64,
+        layers_per_block=1,
+        down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
+        up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
+        block_out_channels=(32, 64),
+        in_channels=6,
+        out_channels=3,
+    )
+    torch.manual_seed(0)
+    super_res_first = UNet2DModel(**super_res)
+    torch.manual_seed(1)  # a different UNet for the last step, as diffusers' test
+    super_res_last = UNet2DModel(**super_res)
+
+    # What diffusers leaves at zero (it expects trained weights), made to matter.
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        prior.positional_embedding.normal_(0, 0.5, generator=generator)
+        prior.prd_embedding.normal_(0, 0.5, generator=generator)
+        prior.clip_mean.normal_(0, 0.5, generator=generator)
+        prior.clip_std.uniform_(0.5, 1.5, generator=generator)
+        text_proj.learned_classifier_free_guidance_embeddings.normal_(0, 1, generator=generator)
+
+    return {
+        "prior": prior,
+        "decoder": decoder,
+        "text_proj": text_proj,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "super_res_first": super_res_first,
+        "super_res_last": super_res_last,
+        "prior_scheduler": UnCLIPScheduler(
+            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample_range=5.0
+        ),
+        "decoder_scheduler": UnCLIPScheduler(
+            variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=1000
+        ),
+        "super_res_scheduler": UnCLIPScheduler(
+            variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def karlo(tmp_path_factory):
+    """``(diffusers pipeline, its saved folder, the imported recipe)``."""
+    from diffusers.pipelines.deprecated.unclip import UnCLIPPipeline
+
+    from unclip_core.karlo import import_karlo
+
+    root = tmp_path_factory.mktemp("karlo")
+    with torch.random.fork_rng(devices=[]):
+        pipe = UnCLIPPipeline(**dummy_components())
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(root / "karlo-tiny", safe_serialization=True)
+    recipe = import_karlo(root / "karlo-tiny", root / "imported")
+    return pipe, root / "karlo-tiny", recipe
+
+
+def run_diffusers(pipe, seed: int, steps: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+    """diffusers' pipeline, recording the prior's image embeddings and the decoder's images."""
+    import diffusers.pipelines.deprecated.unclip.pipeline_unclip as module
+
+    seen: dict[str, torch.Tensor] = {}
+    post_process = pipe.prior.post_process_latents
+
+    def record_prior(latents):
+        seen["image_embed"] = post_process(latents).clone()
+        return seen["image_embed"]
+
+    @functools.wraps(torch.nn.functional.interpolate)  # the pipeline reads its signature (antialias)
+    def interpolate(image, *args, **kwargs):
+        seen["decoded"] = image.clone()
+        return torch.nn.functional.interpolate(image, *args, **kwargs)
+
+    class RecordingF:
+        """``torch.nn.functional`` as the pipeline module sees it, noting what it upsamples."""
+
+        def __getattr__(self, name):
+            return interpolate if name == "interpolate" else getattr(torch.nn.functional, name)
+
+    original_f = module.F
+    pipe.prior.post_process_latents = record_prior
+    module.F = RecordingF()
+    try:
+        images = pipe(
+            PROMPTS,
+            generator=torch.Generator().manual_seed(seed),
+            prior_num_inference_steps=steps[0],
+            decoder_num_inference_steps=steps[1],
+            super_res_num_inference_steps=steps[2],
+            output_type="np",
+        ).images
+    finally:
+        module.F = original_f
+        del pipe.prior.post_process_latents
+    seen["image"] = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
+    return seen
+
+
+def run_ours(pipeline, seed: int) -> dict[str, torch.Tensor]:
+    """unclip's pipeline stage by stage (exactly what ``generate`` chains), keeping each result."""
+    generator = pipeline.generator(seed)
+    text = pipeline.encode_text(PROMPTS)
+    image_embed = pipeline.sample_prior(text, generator)
+    decoded = pipeline.decode(image_embed, text, generator)
+    final = pipeline.upsample(decoded, generator)
+    return {"image_embed": image_embed, "decoded": decoded, "image": (final * 0.5 + 0.5).clamp(0, 1)}
+
+
+def load_ours(recipe: Path, steps: tuple[int, int, int]):
+    from unclip_core.recipe.assemble import load_pipeline
+
+    return load_pipeline(
+        recipe,
+        [
+            f"prior.sampler.config.steps={steps[0]}",
+            f"decoder.sampler.config.steps={steps[1]}",
+            f"upsamplers.0.sampler.config.steps={steps[2]}",
+        ],
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Parity
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("steps", [(2, 2, 2), (25, 25, 7)], ids=["2-2-2", "25-25-7"])
+def test_imported_karlo_matches_diffusers(karlo, steps):
+    """Prior embeddings, decoder images and final images agree to 1e-4 for three seeds, with
+    classifier-free guidance on (diffusers' defaults: 4 for the prior, 8 for the decoder)."""
+    pipe, _, recipe = karlo
+    ours = load_ours(recipe, steps)
+    assert ours.settings.prior_guidance_scale == 4.0 and ours.settings.decoder_guidance_scale == 8.0
+    images = []
+    for seed in (0, 1, 2):
+        expected = run_diffusers(pipe, seed, steps)
+        got = run_ours(ours, seed)
+        for key in ("image_embed", "decoded", "image"):
+            assert got[key].shape == expected[key].shape, key
+            error = float((got[key] - expected[key]).abs().max())
+            assert error <= TOLERANCE, f"seed {seed}, {key}: max abs difference {error:.3g}"
+        # not vacuous: the prompt changes the prior's embedding, and the images have content
+        assert float((expected["image_embed"][0] - expected["image_embed"][1]).abs().max()) > 0.05
+        assert float(expected["image"].std()) > 0.05
+        images.append(expected["image"])
+    assert all(float((a - b).abs().max()) > 0.1 for a, b in zip(images, images[1:])), "the seed must matter"
+
+
+def test_generate_is_the_same_chain(karlo):
+    """``Pipeline.generate_tensors`` (what ``unclip generate`` runs) gives the stage-by-stage result."""
+    _, _, recipe = karlo
+    ours = load_ours(recipe, (2, 2, 2))
+    staged = run_ours(ours, 5)["image"]
+    generated = ours.generate_tensors(PROMPTS, seed=5) * 0.5 + 0.5
+    torch.testing.assert_close(generated.clamp(0, 1), staged, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [2, 7, 25, 1000])
+@pytest.mark.parametrize("variance", ["fixed_small_log", "learned_range"])
+def test_sampler_steps_like_unclip_scheduler(steps, variance):
+    """``unclip-scheduler`` against diffusers' UnCLIPScheduler driven as UnCLIPPipeline drives
+    it, on a fixed toy model: same timesteps, same updates, same random draws — bit for bit."""
+    from diffusers import UnCLIPScheduler
+
+    from unclip_core import NoiseSchedule
+    from unclip_core.registry import discover
+
+    learned = variance == "learned_range"
+    weight = torch.randn(3, 6 if learned else 3, generator=torch.Generator().manual_seed(1))
+
+    def model(x: torch.Tensor, t) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1)[0]
+        return torch.tanh(torch.einsum("bchw,cd->bdhw", x, weight) * (1 + t / 1000))
+
+    class Denoiser:
+        prediction_type = "eps"
+        variance_type = "learned_range" if learned else "fixed_small"
+        schedule = NoiseSchedule.from_name("cosine", 1000)
+        clip_range = 1.0
+        device = torch.device("cpu")
+        dtype = torch.float32
+
+        def __call__(self, x, t):
+            return model(x, t)
+
+    scheduler = UnCLIPScheduler(variance_type=variance, prediction_type="epsilon", clip_sample_range=1.0)
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((2, 3, 4, 4), generator=generator)
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        prev = None if i + 1 == len(timesteps) else timesteps[i + 1]
+        x = scheduler.step(model(x, t), t, x, prev_timestep=prev, generator=generator).prev_sample
+
+    spec = discover().get("sampler", "unclip-scheduler")
+    sampler = spec.build(spec.config_model(steps=steps))
+    seen: list[int] = []
+    ours = sampler.sample(Denoiser(), (2, 3, 4, 4), generator=torch.Generator().manual_seed(0), callback=lambda s: seen.append(s.t))
+    assert seen == timesteps.tolist()
+    torch.testing.assert_close(ours, x, atol=0, rtol=0)
+
+
+# --------------------------------------------------------------------------------------
+# The importer's output and its errors
+# --------------------------------------------------------------------------------------
+def test_import_writes_a_runnable_recipe(karlo):
+    _, folder, recipe = karlo
+    first = recipe.read_text().splitlines()[0]
+    assert first.startswith('# Run: unclip generate "') and first.endswith(f"-r {recipe}")
+    names = sorted(p.name for p in recipe.parent.iterdir())
+    assert names == ["decoder.safetensors", "encoder.safetensors", "karlo.yaml", "prior.safetensors", "tokenizer", "upsampler.safetensors"]
+    assert not [p for p in recipe.parent.parent.iterdir() if p.name.startswith(".")], "a temporary folder was left behind"
+
+
+def test_cli_import_and_generate(karlo, tmp_path, capsys):
+    from unclip_core.cli.main import main
+
+    _, folder, _ = karlo
+    out = tmp_path / "cli-import"
+    assert main(["import", "karlo", str(folder), "--out", str(out)]) == 0
+    assert "run it with: unclip generate" in capsys.readouterr().out
+    assert main(["import", "karlo", str(folder), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["import", "karlo", str(folder), "--out", str(out), "--force"]) == 0
+    image = tmp_path / "horse.png"
+    overrides = ["prior.sampler.config.steps=2", "decoder.sampler.config.steps=2", "upsamplers.0.sampler.config.steps=2"]
+    assert main(["generate", "a red horse", "-r", str(out / "karlo.yaml"), "-o", str(image), "-q", *overrides]) == 0
+    assert image.is_file()
+
+
+def _broken_copy(folder: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "karlo-broken"
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def test_import_refuses_a_folder_missing_a_part(karlo, tmp_path):
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    broken = _broken_copy(folder, tmp_path)
+    shutil.rmtree(broken / "text_proj")
+    with pytest.raises(InputError, match=r"missing text_proj/") as error:
+        import_karlo(broken, tmp_path / "out")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_refuses_wrong_shapes_and_leaves_nothing(karlo, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    broken = _broken_copy(folder, tmp_path)
+    weights = broken / "decoder" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    state["conv_in.weight"] = torch.zeros(7, 3, 3, 3)
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match=r"decoder/ and text_proj/ does not fit.*conv_in.weight") as error:
+        import_karlo(broken, tmp_path / "out")
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["karlo-broken"], "nothing half-written"
+
+
+def test_import_refuses_a_config_it_cannot_build(karlo, tmp_path):
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    broken = _broken_copy(folder, tmp_path)
+    config = json.loads((broken / "decoder" / "config.json").read_text())
+    config["act_fn"] = "mish"
+    (broken / "decoder" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"decoder/config.json describes a model unclip does not build: act_fn='mish'"):
+        import_karlo(broken, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["karlo-broken"]
