@@ -367,3 +367,20 @@ def test_import_refuses_a_config_it_cannot_build(karlo, tmp_path):
     with pytest.raises(InputError, match=r"decoder/config.json describes a model unclip does not build: act_fn='mish'"):
         import_karlo(broken, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["karlo-broken"]
+
+
+def test_import_reads_a_config_written_by_an_older_diffusers(karlo, tmp_path):
+    """Keys an older diffusers did not write mean the class defaults; keys it wrote that the
+    installed one does not know are ignored (both as diffusers' own loader does)."""
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    old = _broken_copy(folder, tmp_path)
+    super_res = ["flip_sin_to_cos", "upsample_type"]
+    for part, dropped in (("prior", ["added_emb_type", "time_embed_act_fn"]), ("super_res_first", super_res), ("super_res_last", super_res)):
+        config = json.loads((old / part / "config.json").read_text())
+        for key in dropped:
+            del config[key]
+        config["a_setting_from_long_ago"] = True
+        (old / part / "config.json").write_text(json.dumps(config))
+    assert import_karlo(old, tmp_path / "out").is_file()

@@ -271,18 +271,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_same_config(part: str, theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> None:
-    """The folder's model config and the one unclip's component builds agree on every key."""
+def check_same_config(part: str, theirs: Mapping[str, Any], model: Any) -> None:
+    """The folder's model config and the diffusers model unclip's component builds agree on
+    every setting. A key the folder's config leaves out (an older diffusers wrote it) means the
+    class default, as when diffusers loads it; a key the installed diffusers does not know is
+    ignored, as diffusers' own loader ignores it."""
+    import inspect
+
+    ours = model.config
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(type(model).__init__).parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
     differing = []
-    for key in sorted(set(theirs) & set(ours)):
-        if key in _IGNORED_CONFIG_KEYS:
+    for key in sorted(ours):
+        if key in _IGNORED_CONFIG_KEYS or (key not in theirs and key not in defaults):
             continue
-        if _plain(theirs[key]) != _plain(ours[key]):
-            differing.append(f"{key}={theirs[key]!r} (unclip builds {ours[key]!r})")
-    unknown = sorted(k for k in set(theirs) - set(ours) if k not in _IGNORED_CONFIG_KEYS)
-    if differing or unknown:
-        details = differing + [f"{key} (unknown to the installed diffusers)" for key in unknown]
-        raise InputError(f"{part}/config.json describes a model unclip does not build: {'; '.join(details[:4])}")
+        wanted = theirs[key] if key in theirs else defaults[key]
+        if _plain(wanted) != _plain(ours[key]):
+            differing.append(f"{key}={wanted!r} (unclip builds {ours[key]!r})")
+    if differing:
+        raise InputError(f"{part}/config.json describes a model unclip does not build: {'; '.join(differing[:4])}")
 
 
 @contextmanager
@@ -429,14 +439,14 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
         del encoder, state
 
         prior, _ = _build(registry, "prior", "diffusion-prior", settings["prior"], work, meta=True)
-        check_same_config("prior", _read_json(source / "prior" / "config.json"), prior.transformer.config)
+        check_same_config("prior", _read_json(source / "prior" / "config.json"), prior.transformer)
         state = {**_prefixed("transformer", read_weights(source / "prior")), **null_state}
         _fits(prior, state, "prior/")
         atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(source), "format": "unclip-karlo"})
         del prior, state
 
         decoder, _ = _build(registry, "decoder", "unclip-decoder", settings["decoder"], work, meta=True)
-        check_same_config("decoder", _read_json(source / "decoder" / "config.json"), decoder.unet.config)
+        check_same_config("decoder", _read_json(source / "decoder" / "config.json"), decoder.unet)
         text_proj = read_weights(source / "text_proj")
         state = {**_prefixed("unet", read_weights(source / "decoder")), **_prefixed("text_proj", text_proj), **null_state}
         _fits(decoder, state, "decoder/ and text_proj/")
@@ -444,7 +454,7 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
         del decoder, state, text_proj
 
         upsampler, _ = _build(registry, "upsampler", "unet-upsampler", settings["upsampler"], work, meta=True)
-        check_same_config("super_res_first", _read_json(source / "super_res_first" / "config.json"), upsampler.unet.config)
+        check_same_config("super_res_first", _read_json(source / "super_res_first" / "config.json"), upsampler.unet)
         state = {
             **_prefixed("unet", read_weights(source / "super_res_first")),
             **_prefixed("unet_last", read_weights(source / "super_res_last")),
