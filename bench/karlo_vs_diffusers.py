@@ -1,0 +1,264 @@
+"""unclip's imported Karlo recipe against diffusers' ``UnCLIPPipeline``, on the same weights.
+
+For each size (``small``: diffusers' own unCLIP test components, decoder 32 px, super-resolution
+to 64 px; ``medium``: decoder 64 px, super-resolution to 256 px) the script builds random
+components in Karlo's diffusers layout, saves them, imports them with ``unclip import karlo``,
+loads both pipelines from disk in this process and times them alternately (a warm-up each,
+then ``--repeats`` runs, median seconds). It reports ours/diffusers in fp32, our bf16 autocast
+against diffusers in fp32 and in bf16 (weights cast), the PSNR of our bf16 images against our
+fp32 ones (and diffusers' likewise), whether the fp32 images agree, and the peak RSS of each
+pipeline measured alone in a child process.
+
+Usage: ``python bench/karlo_vs_diffusers.py [--sizes small,medium] [--steps 25,25,7]
+[--repeats 5] [--threads N]``. Random weights make the images noise, but the work is the same.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER = ROOT / "tests" / "data" / "tiny-clip-tokenizer"
+PROMPTS = ["a red horse", "blue cat"]
+
+SIZES = {
+    "small": dict(  # diffusers' tests/pipelines/unclip/test_unclip.py
+        text=dict(hidden_size=32, projection_dim=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5),
+        prior=dict(num_attention_heads=2, attention_head_dim=12, num_layers=1),
+        cross=100,
+        decoder=dict(sample_size=32, block_out_channels=(32, 64), attention=(False, True), layers_per_block=1, attention_head_dim=4),
+        super_res=dict(sample_size=64, block_out_channels=(32, 64), layers_per_block=1, add_attention=True),
+    ),
+    "medium": dict(
+        text=dict(hidden_size=128, projection_dim=128, intermediate_size=512, num_attention_heads=4, num_hidden_layers=4),
+        prior=dict(num_attention_heads=4, attention_head_dim=32, num_layers=4),
+        cross=256,
+        decoder=dict(sample_size=64, block_out_channels=(64, 128, 256), attention=(False, True, True), layers_per_block=2, attention_head_dim=32),
+        super_res=dict(sample_size=256, block_out_channels=(32, 64, 128, 128), layers_per_block=1, add_attention=False),
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Building and loading
+# --------------------------------------------------------------------------------------
+def build_folder(size: str, folder: Path) -> None:
+    """Random components of one size, saved in diffusers' Karlo layout."""
+    import transformers
+    from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from diffusers.pipelines.deprecated.unclip import UnCLIPPipeline
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+
+    spec = SIZES[size]
+    torch.manual_seed(0)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(TOKENIZER), local_files_only=True)
+    vocab = tokenizer.get_vocab()
+    text = transformers.CLIPTextModelWithProjection(
+        transformers.CLIPTextConfig(
+            vocab_size=1000, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"], **spec["text"],
+        )
+    )
+    dim = spec["text"]["projection_dim"]
+    prior = PriorTransformer(embedding_dim=dim, **spec["prior"])
+    dec = spec["decoder"]
+    channels = dec["block_out_channels"]
+    text_proj = UnCLIPTextProjModel(clip_embeddings_dim=dim, time_embed_dim=channels[0] * 4, cross_attention_dim=spec["cross"])
+    decoder = UNet2DConditionModel(
+        sample_size=dec["sample_size"], in_channels=3, out_channels=6,
+        down_block_types=tuple("SimpleCrossAttnDownBlock2D" if a else "ResnetDownsampleBlock2D" for a in dec["attention"]),
+        up_block_types=tuple("SimpleCrossAttnUpBlock2D" if a else "ResnetUpsampleBlock2D" for a in reversed(dec["attention"])),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=channels,
+        layers_per_block=dec["layers_per_block"], cross_attention_dim=spec["cross"],
+        attention_head_dim=dec["attention_head_dim"], resnet_time_scale_shift="scale_shift", class_embed_type="identity",
+    )
+    sr = spec["super_res"]
+    levels = len(sr["block_out_channels"])
+    super_res = dict(
+        sample_size=sr["sample_size"], layers_per_block=sr["layers_per_block"], in_channels=6, out_channels=3,
+        down_block_types=("ResnetDownsampleBlock2D",) * levels, up_block_types=("ResnetUpsampleBlock2D",) * levels,
+        block_out_channels=sr["block_out_channels"], add_attention=sr["add_attention"],
+    )
+    first, last = UNet2DModel(**super_res), UNet2DModel(**super_res)
+    with torch.no_grad():  # what diffusers leaves at zero, made to matter
+        prior.positional_embedding.normal_(0, 0.5)
+        prior.prd_embedding.normal_(0, 0.5)
+        prior.clip_mean.normal_(0, 0.5)
+        prior.clip_std.uniform_(0.5, 1.5)
+        text_proj.learned_classifier_free_guidance_embeddings.normal_()
+    UnCLIPPipeline(
+        prior=prior, decoder=decoder, text_encoder=text, tokenizer=tokenizer, text_proj=text_proj,
+        super_res_first=first, super_res_last=last,
+        prior_scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", clip_sample_range=5.0),
+        decoder_scheduler=UnCLIPScheduler(variance_type="learned_range", prediction_type="epsilon"),
+        super_res_scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="epsilon"),
+    ).save_pretrained(folder, safe_serialization=True)
+
+
+def load_diffusers(folder: Path, dtype: torch.dtype = torch.float32):
+    """diffusers' pipeline from the folder, part by part (``UnCLIPPipeline.from_pretrained``
+    cannot find the deprecated ``UnCLIPTextProjModel`` class in recent diffusers)."""
+    import transformers
+    from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from diffusers.pipelines.deprecated.unclip import UnCLIPPipeline
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+
+    pipe = UnCLIPPipeline(
+        prior=PriorTransformer.from_pretrained(folder / "prior"),
+        decoder=UNet2DConditionModel.from_pretrained(folder / "decoder"),
+        text_encoder=transformers.CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder"),
+        tokenizer=transformers.CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        text_proj=UnCLIPTextProjModel.from_pretrained(folder / "text_proj"),
+        super_res_first=UNet2DModel.from_pretrained(folder / "super_res_first"),
+        super_res_last=UNet2DModel.from_pretrained(folder / "super_res_last"),
+        prior_scheduler=UnCLIPScheduler.from_pretrained(folder / "prior_scheduler"),
+        decoder_scheduler=UnCLIPScheduler.from_pretrained(folder / "decoder_scheduler"),
+        super_res_scheduler=UnCLIPScheduler.from_pretrained(folder / "super_res_scheduler"),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(dtype=dtype) if dtype != torch.float32 else pipe
+
+
+def load_ours(recipe: Path, steps: tuple[int, int, int], precision: str = "fp32"):
+    from unclip_core.recipe.assemble import load_pipeline
+
+    return load_pipeline(recipe, [
+        f"prior.sampler.config.steps={steps[0]}", f"decoder.sampler.config.steps={steps[1]}",
+        f"upsamplers.0.sampler.config.steps={steps[2]}", f"runtime.precision={precision}",
+    ])
+
+
+def run_diffusers(pipe, steps: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
+    images = pipe(
+        PROMPTS, generator=torch.Generator().manual_seed(seed), prior_num_inference_steps=steps[0],
+        decoder_num_inference_steps=steps[1], super_res_num_inference_steps=steps[2], output_type="np",
+    ).images
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float()
+
+
+def run_ours(pipeline, seed: int = 0) -> torch.Tensor:
+    return (pipeline.generate_tensors(PROMPTS, seed=seed).float() * 0.5 + 0.5).clamp(0, 1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
+    fn()  # warm-up
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+def child_rss(args: argparse.Namespace) -> None:
+    """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
+    steps = tuple(int(s) for s in args.steps.split(","))
+    folder = Path(args.child_folder)
+    which, precision = args.child.split(":")
+    if which == "ours":
+        pipeline = load_ours(folder / "imported" / "karlo.yaml", steps, precision)  # type: ignore[arg-type]
+        run_ours(pipeline)
+    else:
+        pipe = load_diffusers(folder / "karlo", torch.bfloat16 if precision == "bf16" else torch.float32)
+        with torch.no_grad():
+            run_diffusers(pipe, steps)  # type: ignore[arg-type]
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="small,medium")
+    parser.add_argument("--steps", default="25,25,7", help="prior,decoder,super-res steps")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        child_rss(args)
+        return
+
+    from unclip_core.karlo import import_karlo
+
+    steps = tuple(int(s) for s in args.steps.split(","))
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; steps {steps}, {len(PROMPTS)} prompts, median of {args.repeats}")
+    for size in args.sizes.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            build_folder(size, root / "karlo")
+            recipe = import_karlo(root / "karlo", root / "imported")
+            theirs, ours = load_diffusers(root / "karlo"), load_ours(recipe, steps)  # type: ignore[arg-type]
+            # alternate the two so that load on the machine hits both alike
+            their_times, our_times = [], []
+            with torch.no_grad():
+                run_diffusers(theirs, steps), run_ours(ours)  # type: ignore[arg-type]
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    their_fp32 = run_diffusers(theirs, steps)  # type: ignore[arg-type]
+                    t1 = time.perf_counter()
+                    our_fp32 = run_ours(ours)
+                    t2 = time.perf_counter()
+                    their_times.append(t1 - t0)
+                    our_times.append(t2 - t1)
+                t_theirs, t_ours = statistics.median(their_times), statistics.median(our_times)
+                ours_bf16 = load_ours(recipe, steps, "bf16")  # type: ignore[arg-type]
+                t_ours_bf16, our_bf16 = timed(lambda: run_ours(ours_bf16), args.repeats)
+                theirs_bf16 = load_diffusers(root / "karlo", torch.bfloat16)
+                try:
+                    t_theirs_bf16, their_bf16 = timed(lambda: run_diffusers(theirs_bf16, steps), args.repeats)  # type: ignore[arg-type]
+                except (RuntimeError, NotImplementedError) as exc:  # e.g. no bf16 antialiased bicubic on CPU
+                    t_theirs_bf16, their_bf16, bf16_error = math.nan, None, f"{type(exc).__name__}: {exc}"
+                else:
+                    bf16_error = None
+            print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> {SIZES[size]['super_res']['sample_size']} px")
+            print(f"  fp32 images: max |ours - diffusers| = {float((our_fp32 - their_fp32).abs().max()):.2e}")
+            print(f"  diffusers fp32   {t_theirs:8.3f} s")
+            print(f"  ours fp32        {t_ours:8.3f} s   ours/diffusers {t_ours / t_theirs:.3f}")
+            print(f"  ours bf16 (autocast) {t_ours_bf16:8.3f} s   vs diffusers fp32 {t_ours_bf16 / t_theirs:.3f}, "
+                  f"vs diffusers bf16 {t_ours_bf16 / t_theirs_bf16:.3f}")
+            if bf16_error:
+                print(f"  diffusers bf16 (weights) failed: {bf16_error}")
+            else:
+                print(f"  diffusers bf16 (weights) {t_theirs_bf16:8.3f} s")
+            their_psnr = f"{psnr(their_bf16, their_fp32):.1f} dB" if their_bf16 is not None else "n/a"
+            print(f"  PSNR bf16 vs fp32: ours {psnr(our_bf16, our_fp32):.1f} dB, diffusers {their_psnr}")
+            if not args.no_rss:
+                for child in ("ours:fp32", "diffusers:fp32", "ours:bf16", "diffusers:bf16"):
+                    command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]
+                    if args.threads:
+                        command += ["--threads", str(args.threads)]
+                    result = subprocess.run(command, capture_output=True, text=True)
+                    if result.returncode:
+                        print(f"  peak RSS {child:<15} failed: {result.stderr.strip().splitlines()[-1]}")
+                        continue
+                    out = result.stdout.strip().splitlines()[-1]
+                    print(f"  peak RSS {child:<15} {json.loads(out)['peak_rss_mib']:8.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
