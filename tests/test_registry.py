@@ -158,9 +158,11 @@ def test_allowlist_and_blocklist(monkeypatch):
     monkeypatch.setenv("UNCLIP_DISABLE_PLUGINS", "unclip-toy-plugin")
     assert "text-as-image" not in discover().names("prior")
     monkeypatch.delenv("UNCLIP_DISABLE_PLUGINS")
+    from_samplers = {(s.kind, s.name) for s in discover().all_components() if s.provider.plugin == "samplers"}
+    assert {("sampler", "ddpm"), ("sampler", "ddim")} <= from_samplers
     monkeypatch.setenv("UNCLIP_PLUGINS", "samplers")
     only = discover()
-    assert {s.name for s in only.all_components()} == {"ddpm", "ddim"}
+    assert {(s.kind, s.name) for s in only.all_components()} == from_samplers
 
 
 def test_unknown_component_suggests_a_close_name(registry):
