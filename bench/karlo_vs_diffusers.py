@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--no-bf16", action="store_true", help="fp32 only (bf16 autocast is slow on CPUs without AMX)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,29 +227,33 @@ def main() -> None:
                     their_times.append(t1 - t0)
                     our_times.append(t2 - t1)
                 t_theirs, t_ours = statistics.median(their_times), statistics.median(our_times)
-                ours_bf16 = load_ours(recipe, steps, "bf16")  # type: ignore[arg-type]
-                t_ours_bf16, our_bf16 = timed(lambda: run_ours(ours_bf16), args.repeats)
-                theirs_bf16 = load_diffusers(root / "karlo", torch.bfloat16)
-                try:
-                    t_theirs_bf16, their_bf16 = timed(lambda: run_diffusers(theirs_bf16, steps), args.repeats)  # type: ignore[arg-type]
-                except (RuntimeError, NotImplementedError) as exc:  # e.g. no bf16 antialiased bicubic on CPU
-                    t_theirs_bf16, their_bf16, bf16_error = math.nan, None, f"{type(exc).__name__}: {exc}"
+                print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> "
+                      f"{SIZES[size]['super_res']['sample_size']} px", flush=True)
+                print(f"  fp32 images: max |ours - diffusers| = {float((our_fp32 - their_fp32).abs().max()):.2e}")
+                print(f"  diffusers fp32   {t_theirs:8.3f} s")
+                print(f"  ours fp32        {t_ours:8.3f} s   ours/diffusers {t_ours / t_theirs:.3f}", flush=True)
+            if not args.no_bf16:
+                with torch.no_grad():
+                    ours_bf16 = load_ours(recipe, steps, "bf16")  # type: ignore[arg-type]
+                    t_ours_bf16, our_bf16 = timed(lambda: run_ours(ours_bf16), args.repeats)
+                    theirs_bf16 = load_diffusers(root / "karlo", torch.bfloat16)
+                    try:
+                        t_theirs_bf16, their_bf16 = timed(lambda: run_diffusers(theirs_bf16, steps), args.repeats)  # type: ignore[arg-type]
+                    except (RuntimeError, NotImplementedError) as exc:  # e.g. no bf16 antialiased bicubic on CPU
+                        t_theirs_bf16, their_bf16, bf16_error = math.nan, None, f"{type(exc).__name__}: {exc}"
+                    else:
+                        bf16_error = None
+                print(f"  ours bf16 (autocast) {t_ours_bf16:8.3f} s   vs diffusers fp32 {t_ours_bf16 / t_theirs:.3f}, "
+                      f"vs diffusers bf16 {t_ours_bf16 / t_theirs_bf16:.3f}")
+                if bf16_error:
+                    print(f"  diffusers bf16 (weights) failed: {bf16_error}")
                 else:
-                    bf16_error = None
-            print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> {SIZES[size]['super_res']['sample_size']} px")
-            print(f"  fp32 images: max |ours - diffusers| = {float((our_fp32 - their_fp32).abs().max()):.2e}")
-            print(f"  diffusers fp32   {t_theirs:8.3f} s")
-            print(f"  ours fp32        {t_ours:8.3f} s   ours/diffusers {t_ours / t_theirs:.3f}")
-            print(f"  ours bf16 (autocast) {t_ours_bf16:8.3f} s   vs diffusers fp32 {t_ours_bf16 / t_theirs:.3f}, "
-                  f"vs diffusers bf16 {t_ours_bf16 / t_theirs_bf16:.3f}")
-            if bf16_error:
-                print(f"  diffusers bf16 (weights) failed: {bf16_error}")
-            else:
-                print(f"  diffusers bf16 (weights) {t_theirs_bf16:8.3f} s")
-            their_psnr = f"{psnr(their_bf16, their_fp32):.1f} dB" if their_bf16 is not None else "n/a"
-            print(f"  PSNR bf16 vs fp32: ours {psnr(our_bf16, our_fp32):.1f} dB, diffusers {their_psnr}")
+                    print(f"  diffusers bf16 (weights) {t_theirs_bf16:8.3f} s")
+                their_psnr = f"{psnr(their_bf16, their_fp32):.1f} dB" if their_bf16 is not None else "n/a"
+                print(f"  PSNR bf16 vs fp32: ours {psnr(our_bf16, our_fp32):.1f} dB, diffusers {their_psnr}", flush=True)
             if not args.no_rss:
-                for child in ("ours:fp32", "diffusers:fp32", "ours:bf16", "diffusers:bf16"):
+                children = ("ours:fp32", "diffusers:fp32") + (() if args.no_bf16 else ("ours:bf16", "diffusers:bf16"))
+                for child in children:
                     command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]
                     if args.threads:
                         command += ["--threads", str(args.threads)]
