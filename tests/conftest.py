@@ -13,6 +13,19 @@ TESTS = Path(__file__).parent
 TINY_RECIPE = TESTS / "recipes" / "tiny.yaml"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One intra-op thread for every test. The models under test are tiny: thread start-up
+    costs more than it saves, and on a shared 2-core machine threads of concurrent runs
+    spin-wait for each other (an encoder training test: 0.8 s on one thread, 25 s on two)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def registry():
     from unclip_core.registry import discover

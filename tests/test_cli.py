@@ -29,15 +29,6 @@ from unclip_core.recipe.validate import recipe_digest
 PROMPT = "a red circle"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(capsys, *argv) -> tuple[int, str, str]:
     """``unclip ARGV`` in this process: (exit status, stdout, stderr)."""
     capsys.readouterr()

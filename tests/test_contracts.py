@@ -32,15 +32,6 @@ from unclip_core.testing import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two CPU cores are shared by several test runs; one thread each is faster overall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------------------
 # Every built-in component passes
 # --------------------------------------------------------------------------------------

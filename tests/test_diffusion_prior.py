@@ -31,16 +31,6 @@ D, W, L = 16, 32, 8
 TINY = dict(embed_dim=D, text_width=W, context_length=L, num_layers=2, num_attention_heads=2, attention_head_dim=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: thread start-up costs more than it saves, and on a shared CI
-    machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_prior(seed: int = 0, **overrides) -> DiffusionPrior:
     torch.manual_seed(seed)  # module initialisation draws from the global generator
     return DiffusionPrior(DiffusionPriorConfig(**{**TINY, **overrides})).eval()

@@ -40,14 +40,6 @@ SIZE = 8
 SHAPE = (2, 3, SIZE, SIZE)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def left_half_mask(size: int = SIZE) -> torch.Tensor:
     """``[1, 1, s, s]`` bool: repaint the left half."""
     mask = torch.zeros(1, 1, size, size, dtype=torch.bool)

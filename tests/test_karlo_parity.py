@@ -42,14 +42,6 @@ PROMPTS = ["a red horse", "blue cat"]
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dummy_components() -> dict:
     """diffusers' dummy unCLIP components (its pipeline test's sizes and seeds)."""
     from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel

@@ -36,18 +36,8 @@ def tiny_config(**changes) -> OpenClipConfig:
     return OpenClipConfig(model_config=TINY, **changes)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU the threads spin-wait
-    for each other: the training test takes 0.8 s on one thread and 25 s on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def encoder(one_thread) -> OpenClipEncoder:
+def encoder() -> OpenClipEncoder:
     return OpenClipEncoder(tiny_config()).eval()
 
 

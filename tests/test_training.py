@@ -23,14 +23,6 @@ from unclip_core.training.validate import validate_training
 from unclip_core.weights import read_safetensors
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def recipe_for(stage: str, tiny: dict, **train) -> dict:
     """A training recipe for one stage of the tiny stack, on 16 shapes scenes."""
     model = {"encoder": tiny["encoder"], "prior": {k: tiny["prior"][k] for k in ("type", "config")},

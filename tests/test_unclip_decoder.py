@@ -61,16 +61,6 @@ def make_inputs(batch: int = 3, seed: int = 2):
     return x_t, t, DecoderCondition.build(image_embed, make_text(batch, seed + 1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a shared CPU their synchronisation
-    made these tests twenty times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def decoder() -> UnclipDecoder:
     return make_decoder()

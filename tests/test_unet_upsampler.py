@@ -29,16 +29,6 @@ LOW, HIGH = 8, 32
 TINY = dict(input_size=LOW, image_size=HIGH, block_out_channels=[32, 64], layers_per_block=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a shared CPU their synchronisation
-    made these tests many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_upsampler(seed: int = 0, **overrides) -> UnetUpsampler:
     torch.manual_seed(seed)
     return UnetUpsampler(UnetUpsamplerConfig(**{**TINY, **overrides})).eval()
