@@ -120,11 +120,23 @@ def test_unknown_recipe_name_suggests(registry):
 def test_shipped_recipes_start_with_their_run_command(registry):
     from unclip_core.recipe.files import shipped_recipes
 
-    for name, path in shipped_recipes().items():
+    recipes = shipped_recipes()
+    # Weights a shipped training recipe exports may not be trained yet (a recipe lands before
+    # the long run that fills its slot); a missing file is then the only problem allowed.
+    exported = {
+        str((path.parent / data["output"]["export"]).resolve())
+        for name, path in recipes.items()
+        if name.startswith("train/") and (data := yaml.safe_load(path.read_text())).get("output", {}).get("export")
+    }
+    for name, path in recipes.items():
         first = path.read_text().splitlines()[0]
         assert first.startswith("# Run: unclip "), f"recipe {name} must start with '# Run: <command>'"
         if not name.startswith("train/"):
-            validate_recipe(yaml.safe_load(path.read_text()), registry, base_dir=path.parent)
+            try:
+                validate_recipe(yaml.safe_load(path.read_text()), registry, base_dir=path.parent)
+            except RecipeError as error:
+                untrained = [m for p, m in error.problems if p.endswith(".weights") and m.removeprefix("file not found: ") in exported]
+                assert len(untrained) == len(error.problems), f"{name}: {error}"
 
 
 # ---------------------------------------------------------------- property-based mutations

@@ -56,6 +56,10 @@ class Declared:
     """Side of the low-resolution image an upsampler conditions on."""
     needs_sampler: bool | None = None
     """Priors: whether the stage must name a sampler (diffusion) or must not (autoregressive)."""
+    inpainting: bool | None = None
+    """Decoders: whether the model reads a known image and a repaint mask as extra input
+    channels (a trained inpainting decoder; :class:`DecoderCondition`'s ``inpaint_*``), so
+    inpainting conditions on them instead of falling back to training-free RePaint."""
 
 
 class ComponentConfig(BaseModel):
@@ -97,6 +101,17 @@ class Component(nn.Module, Generic[ConfigT]):
         for tensor in self.parameters():
             return tensor.dtype
         return torch.float32
+
+    def adapt_initial_weights(self, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+        """The weights a *training run starts from* (a training recipe's ``model.weights``),
+        made to fit this component before they are checked and loaded; ``source`` names the
+        file for errors. The default changes nothing.
+
+        Why a hook: fine-tuning may start from a related architecture's weights — a trained
+        inpainting decoder starts from an ordinary decoder, whose input convolution it widens
+        with zeros. Only training calls it; an inference recipe loads exactly what it names,
+        so a file made for another architecture is refused there rather than adapted."""
+        return state
 
 
 # --------------------------------------------------------------------------------------
@@ -183,6 +198,14 @@ class DecoderCondition:
     """The empty caption's encoding, when the text carried it: the unconditional condition
     then reads it as its caption (see :class:`PriorCondition`); the image embedding is still
     dropped for the model's learned null one."""
+    inpaint_image: Tensor | None = None
+    """For decoders that declare ``inpainting``: ``[B, 3, H, W]`` in [-1, 1], the image whose
+    known part is kept. The decoder itself zeroes the part ``inpaint_mask`` repaints, so
+    whatever lies there never reaches the model. Kept by :meth:`unconditional` (GLIDE:
+    guidance is on the caption and embedding, the known pixels are a fact)."""
+    inpaint_mask: Tensor | None = None
+    """``[B, 1, H, W]``, 1 (or True) where the decoder repaints, 0 where the image is known.
+    Both ``inpaint_*`` None: nothing is known, i.e. ordinary generation."""
 
     @classmethod
     def build(cls, image_embed: Tensor, text: TextEncoding | None = None) -> "DecoderCondition":

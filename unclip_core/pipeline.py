@@ -3,8 +3,9 @@
 ``Pipeline`` holds one encoder, one prior (with its sampler), one decoder (with its sampler)
 and any number of upsampling stages, and composes them into the paper's operations:
 generation, variations, interpolation, text diffs, DDIM inversion, zero-shot classification
-and reranking, plus training-free inpainting. It owns no model code of its own: every call goes through the component
-interfaces, so any plugin that honours them works here.
+and reranking, plus inpainting (with a trained inpainting decoder, or training-free). It
+owns no model code of its own: every call goes through the component interfaces, so any
+plugin that honours them works here.
 """
 from __future__ import annotations
 
@@ -200,11 +201,19 @@ class Pipeline:
         sampler: Sampler | None = None,
         guidance_scale: float | None = None,
         callback: StepCallback | None = None,
+        inpaint: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Base-resolution images ``[B, 3, s, s]`` from image embeddings (and captions)."""
+        """Base-resolution images ``[B, 3, s, s]`` from image embeddings (and captions).
+
+        ``inpaint``: ``(known image [1 or B, 3, s, s], repaint mask [1 or B, 1, s, s])`` for a
+        decoder that declares ``inpainting``: it reads them as extra input channels."""
         sampler = sampler or self.decoder_sampler
         scale = self.settings.decoder_guidance_scale if guidance_scale is None else guidance_scale
         cond = self.decoder_condition(image_embed, text)
+        if inpaint is not None:
+            batch = image_embed.shape[0]
+            known, repaint = (value.to(self.device).float().expand(batch, -1, -1, -1) for value in inpaint)
+            cond.inpaint_image, cond.inpaint_mask = known, repaint
         shape = (image_embed.shape[0], self.decoder.in_channels, self.base_size, self.base_size)
         cb, close = self._callback("decoder", self._steps(sampler), callback)
         try:
@@ -263,9 +272,15 @@ class Pipeline:
         seed: int = 0,
         resample: int = 1,
     ) -> Tensor:
-        """Repaint the white part of ``mask`` in ``image`` to fit ``prompt``, training-free
-        (RePaint; see :mod:`unclip_core.inpainting`). Returns ``[n, 3, H, W]`` in [-1, 1] at
-        the final size, in which the known (black) region is the input resized, exactly."""
+        """Repaint the white part of ``mask`` in ``image`` to fit ``prompt``. Returns
+        ``[n, 3, H, W]`` in [-1, 1] at the final size, in which the known (black) region is
+        the input resized, exactly.
+
+        A decoder that declares ``inpainting`` (trained for it) reads the known image and the
+        mask at its size as input channels, and its result's known region is pasted exactly
+        before upsampling; any other decoder is run training-free with RePaint (see
+        :mod:`unclip_core.inpainting`). Upsampling stages always keep the known region with
+        RePaint, and ``resample`` applies to every stage that runs RePaint."""
         from unclip_core.inpainting import InpaintRegion
 
         if not isinstance(prompt, str):
@@ -274,7 +289,9 @@ class Pipeline:
         if n < 1:
             raise InputError(f"n must be at least 1, got {n}")
         region = InpaintRegion.from_inputs(image, mask)
-        decoder_sampler = region.sampler(self.decoder_sampler, self.base_size, resample, "decoder", self.device)
+        trained = bool(self.decoder.declared.inpainting)
+        if not trained:
+            decoder_sampler = region.sampler(self.decoder_sampler, self.base_size, resample, "decoder", self.device)
         stage_samplers = [
             region.sampler(sampler, int(model.declared.image_size), resample, f"upsamplers.{index}", self.device)
             for index, (model, sampler) in enumerate(self.upsamplers)
@@ -282,7 +299,11 @@ class Pipeline:
         generator = self.generator(seed)
         text = self.encode_text([prompt] * n)
         image_embed = self.sample_prior(text, generator)
-        base = self.decode(image_embed, text, generator, sampler=decoder_sampler)
+        if trained:
+            channels = (region.known(self.base_size), region.repaint_mask(self.base_size).float())
+            base = region.paste(self.decode(image_embed, text, generator, inpaint=channels))
+        else:
+            base = self.decode(image_embed, text, generator, sampler=decoder_sampler)
         return region.paste(self.upsample(base, generator, samplers=stage_samplers).float())
 
     def inpaint(

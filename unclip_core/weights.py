@@ -68,9 +68,16 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         raise CheckpointError(f"{source} does not fit the model's config: " + "; ".join(parts))
 
 
-def load_weights(module: nn.Module, path: str | Path) -> None:
-    """Load a safetensors file into ``module`` after checking every name and shape."""
+def load_weights(module: nn.Module, path: str | Path, *, initial: bool = False) -> None:
+    """Load a safetensors file into ``module`` after checking every name and shape.
+
+    ``initial=True`` marks the weights a training run starts from: they first go through
+    the component's ``adapt_initial_weights`` (e.g. an inpainting decoder widening an
+    ordinary decoder's input convolution), and are then checked as strictly."""
     state = read_safetensors(path)
+    adapt = getattr(module, "adapt_initial_weights", None)
+    if initial and callable(adapt):
+        state = adapt(dict(state), str(path))
     check_state_dict(module, state, str(path))
     module.load_state_dict(state, strict=True)
 

@@ -75,6 +75,12 @@ class UnclipDecoderConfig(ComponentConfig):
         description="Condition on the caption as well as the image embedding; false: the image "
         "embedding alone (the caption layers are not built).",
     )
+    inpainting: bool = Field(
+        False,
+        description="A trained inpainting decoder (GLIDE): the UNet also reads the known image "
+        "(zeros where repainted) and the repaint mask as 3 + 1 extra input channels. Fine-tuned "
+        "from an ordinary decoder, whose input convolution gets zero-initialised extra channels.",
+    )
 
     @property
     def levels(self) -> list[bool]:
@@ -116,4 +122,5 @@ class UnclipDecoderConfig(ComponentConfig):
             text_width=self.text_width if self.use_text else None,
             context_length=self.context_length if self.use_text else None,
             image_size=self.image_size,
+            inpainting=self.inpainting,
         )

@@ -11,6 +11,14 @@ parameter names, so Karlo's ``decoder`` and ``text_proj`` weights load into this
 Classifier-free guidance: per sample, ``drop_image`` swaps the image embedding for a learned
 null embedding (as Karlo), and ``drop_text`` swaps the caption for a learned null caption
 (``null_text_*``; a Karlo importer sets them to CLIP's encoding of "").
+
+Inpainting (``inpainting: true``, GLIDE §4): the UNet's input is the noisy sample followed by
+the known image with the repainted part zeroed and the repaint mask (3 + 3 + 1 channels).
+Such a decoder is fine-tuned from an ordinary one: :meth:`UnclipDecoder.adapt_initial_weights`
+widens the ordinary decoder's input convolution with zero weights for the new channels, so
+at step 0 it computes exactly what the ordinary decoder does. With nothing known (no
+``inpaint_*`` in the condition) it reads an all-repaint mask, which training also shows it,
+so it still generates from scratch.
 """
 from __future__ import annotations
 
@@ -19,13 +27,18 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from torch import Tensor, nn
 
-from unclip_core import Decoder, DecoderCondition, InputError, NoiseSchedule, TextEncoding
+from unclip_core import CheckpointError, Decoder, DecoderCondition, InputError, NoiseSchedule, TextEncoding
 from unclip_core.diffusion.losses import diffusion_loss, drop_mask
 
 from unclip_plugins.unclip_decoder.config import UnclipDecoderConfig
 from unclip_plugins.unclip_decoder.text_projection import ClipConditioningProjection
 
 NAME = "unclip-decoder"
+SAMPLE_CHANNELS = 3
+INPAINT_CHANNELS = 3 + 1
+"""What an inpainting decoder reads after the noisy sample: the known image (zeros where
+repainted) and the repaint mask (1 = repaint)."""
+CONV_IN = "unet.conv_in.weight"
 
 
 def build_unet(config: UnclipDecoderConfig) -> UNet2DConditionModel:
@@ -33,10 +46,10 @@ def build_unet(config: UnclipDecoderConfig) -> UNet2DConditionModel:
     levels = config.levels
     down = tuple("SimpleCrossAttnDownBlock2D" if on else "ResnetDownsampleBlock2D" for on in levels)
     up = tuple("SimpleCrossAttnUpBlock2D" if on else "ResnetUpsampleBlock2D" for on in reversed(levels))
-    channels = 3 * (2 if config.variance_type == "learned_range" else 1)
+    channels = SAMPLE_CHANNELS * (2 if config.variance_type == "learned_range" else 1)
     return UNet2DConditionModel(
         sample_size=config.image_size,
-        in_channels=3,
+        in_channels=SAMPLE_CHANNELS + (INPAINT_CHANNELS if config.inpainting else 0),
         out_channels=channels,
         down_block_types=down,
         up_block_types=up,
@@ -88,14 +101,62 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
             raise InputError(f"{NAME}: x_t must be [B, {self.in_channels}, H, W], got {list(x_t.shape)}")
         context, context_mask, time_embedding = self.conditioning(cond, batch)
         t = torch.as_tensor(t, device=x_t.device).long().expand(batch)
+        sample = x_t.to(self.unet.dtype)
+        if self.config.inpainting:
+            sample = torch.cat([sample, *self.inpaint_channels(cond, x_t)], dim=1)
+        elif cond.inpaint_image is not None or cond.inpaint_mask is not None:
+            raise InputError(f"{NAME}: the condition carries inpaint_image/inpaint_mask but this decoder has inpainting: false")
         return self.unet(
-            x_t.to(self.unet.dtype),
+            sample,
             t,
             encoder_hidden_states=context,
             class_labels=time_embedding,
             encoder_attention_mask=context_mask,
             return_dict=False,
         )[0]
+
+    def inpaint_channels(self, cond: DecoderCondition, x_t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(known image × (1 − mask) [B, 3, H, W], mask [B, 1, H, W])`` in the UNet's dtype.
+        Without ``inpaint_*`` nothing is known: zeros and an all-ones mask."""
+        batch, _, height, width = x_t.shape
+        dtype, device = self.unet.dtype, x_t.device
+        image, mask = cond.inpaint_image, cond.inpaint_mask
+        if image is None and mask is None:
+            return (
+                torch.zeros(batch, SAMPLE_CHANNELS, height, width, dtype=dtype, device=device),
+                torch.ones(batch, 1, height, width, dtype=dtype, device=device),
+            )
+        if image is None or mask is None:
+            given, absent = ("inpaint_image", "inpaint_mask") if mask is None else ("inpaint_mask", "inpaint_image")
+            raise InputError(f"{NAME}: the condition has {given} but no {absent}; give both or neither")
+        for name, value, channels in (("inpaint_image", image, SAMPLE_CHANNELS), ("inpaint_mask", mask, 1)):
+            if tuple(value.shape) != (batch, channels, height, width):
+                raise InputError(f"{NAME}: {name} must be [{batch}, {channels}, {height}, {width}], got {list(value.shape)}")
+        mask = mask.to(device=device, dtype=dtype)
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise InputError(f"{NAME}: inpaint_mask must hold only 0 (known) and 1 (repaint)")
+        return image.to(device=device, dtype=dtype) * (1 - mask), mask
+
+    def adapt_initial_weights(self, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+        """An ordinary decoder's weights as this inpainting decoder's starting point: its
+        input convolution widened with zero weights for the 4 new input channels, so the
+        fine-tune starts out computing exactly what the ordinary decoder did. An inpainting
+        decoder's own weights pass unchanged; any other input convolution is refused here,
+        and every other tensor must fit as for any load."""
+        if not self.config.inpainting or CONV_IN not in state:
+            return state
+        weight, target = state[CONV_IN], self.unet.conv_in.weight
+        if tuple(weight.shape) == tuple(target.shape):
+            return state
+        plain = (target.shape[0], SAMPLE_CHANNELS, *target.shape[2:])
+        if tuple(weight.shape) != plain:
+            raise CheckpointError(
+                f"{source}: {CONV_IN} is {tuple(weight.shape)}; an inpainting decoder starts from an ordinary "
+                f"decoder's {plain} (widened with zeros) or an inpainting decoder's {tuple(target.shape)}"
+            )
+        widened = torch.zeros(tuple(target.shape), dtype=weight.dtype)
+        widened[:, :SAMPLE_CHANNELS] = weight
+        return {**state, CONV_IN: widened}
 
     def conditioning(self, cond: DecoderCondition, batch: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(context [B, n + L, C], context_mask [B, n + L] bool, clip_time_embedding [B, T])``
@@ -162,6 +223,11 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         that reads captions, ``"text"`` (a :class:`TextEncoding`; absent: all captions null).
         Per sample the image embedding is dropped with ``image_drop_prob`` and the caption,
         independently, with ``text_drop_prob``.
+
+        An inpainting decoder also reads ``"inpaint_mask"`` ``[B, 1, H, W]`` (1 = repaint), which
+        the decoder training stage draws (:mod:`unclip_core.training.masks`); the known image is
+        the training image itself, zeroed under the mask by :meth:`inpaint_channels`. Absent:
+        all ones, nothing known. The loss covers the whole image, as GLIDE's.
         """
         cfg = self.config
         missing = [key for key in ("image", "image_embed") if key not in batch]
@@ -176,6 +242,13 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         if text is not None and len(text) != count:
             raise InputError(f"{NAME}: training batch has {count} images but {len(text)} captions")
         cond = DecoderCondition.build(batch["image_embed"].to(self.device), text)
+        if cfg.inpainting:
+            mask = batch.get("inpaint_mask")
+            if mask is None:
+                mask = torch.ones(count, 1, size, size)
+            if tuple(mask.shape) != (count, 1, size, size):
+                raise InputError(f"{NAME}: training inpaint_mask must be [{count}, 1, {size}, {size}], got {list(mask.shape)}")
+            cond.inpaint_image, cond.inpaint_mask = image, mask.to(device=self.device, dtype=image.dtype)
         cond.drop_image = drop_mask(count, cfg.image_drop_prob, generator, device=self.device)
         if text is not None:
             cond.drop_text = drop_mask(count, cfg.text_drop_prob, generator, device=self.device)

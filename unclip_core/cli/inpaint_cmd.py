@@ -1,4 +1,5 @@
-"""``unclip inpaint IMAGE MASK PROMPT``: repaint the white part of a mask, training-free (RePaint).
+"""``unclip inpaint IMAGE MASK PROMPT``: repaint the white part of a mask, with a trained
+inpainting decoder when the recipe has one, else training-free (RePaint).
 
 Its own module so the generation commands stay short; it shares their options, output and
 metadata helpers (:mod:`unclip_core.cli.generate_cmd`). The image and mask are read and
@@ -15,7 +16,7 @@ from unclip_core.errors import InputError
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inpaint",
-        help="repaint the white part of a mask to fit a caption (RePaint, any decoder, no training)",
+        help="repaint the white part of a mask to fit a caption (a trained inpainting decoder, or RePaint with any)",
         description="Repaint the region of IMAGE that MASK marks white so that it fits PROMPT; black "
         "pixels are kept exactly. The mask must have the image's proportions.",
     )
@@ -28,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="RePaint resampling: take each step this many times, jumping back between takes "
-        "(1 = none; >1 needs ddpm or ddim samplers)",
+        "(1 = none; >1 needs ddpm or ddim samplers; a trained inpainting decoder's stage does not resample)",
     )
     _add_common(p, "inpainted.png")
     p.set_defaults(handler=run_inpaint)

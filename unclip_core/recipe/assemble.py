@@ -20,7 +20,8 @@ def build_component(resolved: ResolvedComponent, device: str | torch.device = "c
     """Build one component from its validated config and load its weights, if any.
 
     Inference components come back in eval mode with gradients off; ``trainable=True`` leaves
-    them as the plugin built them (train mode, its own ``requires_grad`` choices)."""
+    them as the plugin built them (train mode, its own ``requires_grad`` choices), and treats
+    the weights as a training run's starting point (see ``Component.adapt_initial_weights``)."""
     try:
         component = resolved.spec.build(resolved.config)
     except (PluginError, CheckpointError):
@@ -33,7 +34,7 @@ def build_component(resolved: ResolvedComponent, device: str | torch.device = "c
     if isinstance(component, torch.nn.Module):
         if resolved.weights is not None:
             try:
-                load_weights(component, resolved.weights)
+                load_weights(component, resolved.weights, initial=trainable)
             except CheckpointError as exc:
                 raise CheckpointError(f"{resolved.path}.weights: {exc}") from None
         if not trainable:

@@ -2,7 +2,8 @@
 
 Determinism and exact resume come from two rules: the data order is a pure function of
 ``(seed, step)`` (each epoch is a seeded permutation), and every other random draw (timesteps,
-noise, conditioning dropout) comes from one ``torch.Generator`` whose state is checkpointed.
+noise, conditioning dropout, inpainting masks) comes from one ``torch.Generator`` whose state
+is checkpointed.
 So N steps, stop, resume, N steps gives the same weights as 2N steps in one go.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel and
@@ -227,7 +228,7 @@ def train(
             loss_sum = 0.0
             for chunk in range(settings.accumulation):
                 part = mine[chunk * micro : (chunk + 1) * micro]
-                batch = stage_batch(recipe.stage, model, collate(dataset, part), cache)
+                batch = stage_batch(recipe.stage, model, collate(dataset, part), cache, generator)
                 with autocast:
                     loss = stage_loss(recipe.stage, trained, batch, generator) / settings.accumulation
                 loss.backward()

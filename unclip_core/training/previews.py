@@ -1,7 +1,8 @@
 """Periodic looks at a stage in training: sample grids for image stages, a figure for the rest.
 
 Previews use the EMA weights (what gets exported) and a fixed batch, so successive grids of
-one run are comparable.
+one run are comparable. An inpainting decoder's preview repaints the right half of each
+image (the same mask every time), so the grid shows whether it continues the known half.
 """
 from __future__ import annotations
 
@@ -34,9 +35,15 @@ def preview(stage: str, model: Any, batch: dict[str, Any], out: Path, step: int,
             cond = DecoderCondition.build(batch["image_embed"], batch["text"])
             size = int(model.declared.image_size)
             shape = (cond.image_embed.shape[0], model.in_channels, size, size)
-            samples = _ddim().sample(model.denoiser(cond, 3.0), shape, generator=generator).clamp(-1, 1)
             truth = batch["image"]
-            _grid(out, step, torch.cat([truth, samples]), columns=truth.shape[0])
+            shown = [truth]
+            if model.declared.inpainting:
+                cond.inpaint_image = truth
+                cond.inpaint_mask = torch.zeros(truth.shape[0], 1, size, size)
+                cond.inpaint_mask[..., size // 2 :] = 1.0
+                shown.append(truth * (1 - cond.inpaint_mask))
+            samples = _ddim().sample(model.denoiser(cond, 3.0), shape, generator=generator).clamp(-1, 1)
+            _grid(out, step, torch.cat([*shown, samples]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}
         if stage == "upsampler":
             truth = batch["image"]

@@ -5,7 +5,9 @@ and turns it into the batch its component's ``training_loss`` expects:
 
 * ``encoder``: CLIP's contrastive loss on (image, caption) pairs;
 * ``prior``: frozen-CLIP text encoding → unnoised CLIP image embedding (MSE, x0);
-* ``decoder``: image at the decoder's size, conditioned on its CLIP image embedding and caption;
+* ``decoder``: image at the decoder's size, conditioned on its CLIP image embedding and caption
+  (and, for a decoder that declares ``inpainting``, a repaint mask per image, drawn from the
+  training generator: :mod:`unclip_core.training.masks`);
 * ``upsampler``: image at the upsampler's output size (the component degrades and crops).
 
 The frozen encoder's outputs depend only on the dataset item, so they are cached per index
@@ -20,6 +22,7 @@ from torch import Tensor
 
 from unclip_core.images import resize_tensor
 from unclip_core.interfaces import TextEncoding
+from unclip_core.training.masks import random_masks
 
 
 class EmbeddingCache:
@@ -51,8 +54,15 @@ class EmbeddingCache:
         return text, torch.stack([r[3] for r in rows])
 
 
-def stage_batch(stage: str, model: Any, raw: dict[str, Any], cache: EmbeddingCache | None) -> dict[str, Any]:
-    """The batch ``model.training_loss`` (or the encoder's contrastive loss) expects."""
+def stage_batch(
+    stage: str, model: Any, raw: dict[str, Any], cache: EmbeddingCache | None, generator: torch.Generator | None = None
+) -> dict[str, Any]:
+    """The batch ``model.training_loss`` (or the encoder's contrastive loss) expects.
+
+    ``generator`` is the training loop's: an inpainting decoder's masks are drawn from it, so
+    they are checkpointed with it and a resumed run draws the same ones. Without it (previews,
+    refilling the embedding cache on resume) no mask is drawn and the generator is untouched;
+    nor is it for any other stage or decoder, so their random streams are as before."""
     images: Tensor = raw["image"]
     if stage == "encoder":
         return {"image": images, "caption": raw["caption"]}
@@ -63,7 +73,11 @@ def stage_batch(stage: str, model: Any, raw: dict[str, Any], cache: EmbeddingCac
     if stage == "prior":
         return {"image_embed": image_embed, "text": text}
     if stage == "decoder":
-        return {"image": resize_tensor(images, int(model.declared.image_size)), "image_embed": image_embed, "text": text}
+        size = int(model.declared.image_size)
+        batch = {"image": resize_tensor(images, size), "image_embed": image_embed, "text": text}
+        if generator is not None and model.declared.inpainting:
+            batch["inpaint_mask"] = random_masks(len(images), size, generator)
+        return batch
     raise ValueError(f"unknown stage {stage!r}")
 
 
