@@ -62,6 +62,10 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
     return {
         ("encoder", recipe["encoder"]["type"]): recipe["encoder"]["config"],
         ("prior", recipe["prior"]["type"]): recipe["prior"]["config"],
+        ("prior", "ar-prior"): {
+            "embed_dim": 16, "text_width": 32, "context_length": 16, "pca_dims": 6, "num_buckets": 32,
+            "dot_buckets": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 8,
+        },
         ("decoder", recipe["decoder"]["type"]): recipe["decoder"]["config"],
         ("upsampler", upsampler["type"]): upsampler["config"],
         ("sampler", "ddim"): {"steps": 3},
@@ -91,6 +95,7 @@ def test_every_built_in_component_has_tiny_settings_here(registry, tiny_settings
     [
         ("encoder", "open-clip"),
         ("prior", "diffusion-prior"),
+        ("prior", "ar-prior"),
         ("decoder", "unclip-decoder"),
         ("upsampler", "unet-upsampler"),
         ("sampler", "ddim"),

@@ -17,25 +17,13 @@ from diffusers import PriorTransformer
 from torch import Tensor, nn
 
 from unclip_core import DiffusionModel, InputError, NoiseSchedule, Prior, PriorCondition, TextEncoding, UnclipError
+from unclip_core.candidates import select_best_candidates
 from unclip_core.diffusion.losses import diffusion_loss, drop_mask
 from unclip_core.interfaces import Sampler, StepCallback, map_tensors
 
 from unclip_plugins.diffusion_prior.config import DiffusionPriorConfig
 
 NAME = "diffusion-prior"
-
-
-def select_best_candidates(candidates: Tensor, text_embed: Tensor, per_caption: int) -> Tensor:
-    """unCLIP's best-of-N: per caption, the candidate with the highest dot product with z_t.
-
-    ``candidates`` is ``[B·N, D]`` with caption ``b``'s candidates in rows ``b·N … b·N+N−1``
-    (the order :meth:`TextEncoding.repeat_interleave` gives); returns ``[B, D]``.
-    """
-    batch = text_embed.shape[0]
-    grouped = candidates.reshape(batch, per_caption, candidates.shape[-1])
-    scores = torch.einsum("bnd,bd->bn", grouped.float(), text_embed.to(grouped.device).float())
-    best = scores.argmax(dim=1)
-    return grouped[torch.arange(batch, device=grouped.device), best]
 
 
 class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorConfig, PriorCondition]):
@@ -137,6 +125,12 @@ class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorC
         embeds = image_embeds.to(device=self.device, dtype=torch.float64)
         self.transformer.clip_mean.copy_(embeds.mean(dim=0, keepdim=True))
         self.transformer.clip_std.copy_(embeds.std(dim=0, keepdim=True).clamp_min(1e-6))
+
+    def fit_from_embeddings(self, image_embeds: Tensor, text_embeds: Tensor) -> dict[str, float]:
+        """The training loop's data-fitting hook (called once before step 0 of a fresh run):
+        the prior's statistics come from the image embeddings alone."""
+        self.fit_normalization(image_embeds)
+        return {}
 
     # ------------------------------------------------------------------ prior
     @torch.no_grad()

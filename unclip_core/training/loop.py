@@ -182,13 +182,16 @@ def train(
     ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
     state = TrainingState(model, ema, optimizer, generator, 0)
 
-    fits_normalization = recipe.stage == "prior" and resolved.model.weights is None and hasattr(model, "fit_normalization")
+    # A prior may fit data statistics (normalisation, PCA, bucket edges) into its buffers before
+    # step 0 of a fresh run; a resumed run reads them from the checkpoint and never refits.
+    fits_data = recipe.stage == "prior" and resolved.model.weights is None and hasattr(model, "fit_from_embeddings")
+    fit_figures: dict[str, Any] = {}
     if resume:
         load_checkpoint(checkpoint_path, state)
-        if fits_normalization and cache is not None and cache.enabled:
-            _normalization_embeddings(dataset, cache)  # only to fill the cache as the first run did
-    elif fits_normalization:
-        model.fit_normalization(_normalization_embeddings(dataset, cache))
+        if fits_data and cache is not None and cache.enabled:
+            _fit_embeddings(model, dataset, cache)  # only to fill the cache as the first run did
+    elif fits_data:
+        fit_figures = model.fit_from_embeddings(*_fit_embeddings(model, dataset, cache)) or {}
         ema = state.ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
 
     trained = model
@@ -202,6 +205,8 @@ def train(
             recipe.stage, model, collate(dataset, list(range(min(PREVIEW_ITEMS, len(dataset))))), cache
         )
         _log_header(out, resolved, dist, settings, model)
+        if fit_figures:
+            _log(out, {"event": "fit", **fit_figures})
     if resume and cache is not None and cache.enabled:
         _refill_cache(recipe.stage, model, dataset, cache, settings, dist, state.step)
 
@@ -299,16 +304,19 @@ def _adamw(parameters: list[nn.Parameter], optim: Any) -> torch.optim.Optimizer:
         return torch.optim.AdamW(parameters, foreach=True, **kwargs)
 
 
-def _normalization_embeddings(dataset: Any, cache: Any) -> Tensor:
-    """The image embeddings unCLIP's prior normalises by (training mean and std), from the
-    first 2048 items."""
-    count = min(len(dataset), 2048)
-    embeds = []
+def _fit_embeddings(model: Any, dataset: Any, cache: Any) -> tuple[Tensor, Tensor]:
+    """Image and text embeddings ``[N, D]`` of the first ``model.fit_items`` items (2048 when
+    the model does not say), for ``fit_from_embeddings``: the diffusion prior's mean and std,
+    the AR prior's PCA and buckets."""
+    count = min(len(dataset), int(getattr(model, "fit_items", 2048)))
+    images, texts = [], []
     for start in range(0, count, 256):
         indices = list(range(start, min(count, start + 256)))
         raw = collate(dataset, indices)
-        embeds.append(cache(raw["image"], raw["caption"], raw["index"])[1])
-    return torch.cat(embeds)
+        text, image_embed = cache(raw["image"], raw["caption"], raw["index"])
+        images.append(image_embed)
+        texts.append(text.embed)
+    return torch.cat(images), torch.cat(texts)
 
 
 def _refill_cache(stage: str, model: Any, dataset: Any, cache: Any, settings: Any, dist: Distributed, done: int) -> None:

@@ -54,7 +54,8 @@ def preview(stage: str, model: Any, batch: dict[str, Any], out: Path, step: int,
             _grid(out, step, torch.cat([nearest, samples, truth]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}
         if stage == "prior":
-            z = model.sample(batch["text"], sampler=_ddim(), generator=generator, guidance_scale=1.0, candidates=1)
+            sampler = None if model.declared.needs_sampler is False else _ddim()  # an AR prior samples by itself
+            z = model.sample(batch["text"], sampler=sampler, generator=generator, guidance_scale=1.0, candidates=1)
             target = F.normalize(batch["image_embed"].float(), dim=-1)
             return {"preview_cosine": float((F.normalize(z.float(), dim=-1) * target).sum(-1).mean())}
         if stage == "encoder":
