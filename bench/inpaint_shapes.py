@@ -85,14 +85,14 @@ def mask_image(box: tuple[float, float, float, float], size: int) -> Image.Image
     return Image.fromarray((rows[:, None] & cols[None, :]).astype(np.uint8) * 255, mode="L")
 
 
-def load_if_trained(recipe: str) -> tuple[Any, str | None]:
+def load_if_trained(recipe: str, hint: str = "") -> tuple[Any, str | None]:
     """The recipe's pipeline, or ``None`` and why when the only problem is missing weights."""
     try:
         return load_pipeline(recipe), None
     except RecipeError as error:
         missing = [message for path, message in error.problems if path.endswith("weights") and message.startswith("file not found")]
         if missing and len(missing) == len(error.problems):
-            return None, f"{recipe}: {missing[0]} (train it: {TRAIN_COMMAND})"
+            return None, f"{recipe}: {missing[0]}{hint}"
         raise
 
 
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     skipped: list[str] = []
     pipelines = [(args.recipe, *load_if_trained(args.recipe))]
     if args.trained_recipe and args.trained_recipe != args.recipe:
-        pipelines.append((args.trained_recipe, *load_if_trained(args.trained_recipe)))
+        pipelines.append((args.trained_recipe, *load_if_trained(args.trained_recipe, f" (train it: {TRAIN_COMMAND})")))
     size = next((p.image_size for _, p, _ in pipelines if p is not None), 64)
     rows.append({"method": "checker on the originals", "recipe": "–", "seconds_per_scene": None,
                  "figures": score([check(render(case.scene, size), case.caption) for case in cases])})
