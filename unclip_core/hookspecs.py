@@ -50,7 +50,9 @@ def register_samplers(register):
 @hookspec
 def register_datasets(register):
     """Register training datasets: ``factory(config)`` returns a ``torch.utils.data.Dataset``
-    whose items are ``{"image": [3,H,W] in [-1,1], "caption": str}``."""
+    whose items are ``{"image": [3,H,W] in [-1,1], "caption": str}``, or a streaming dataset
+    (:class:`unclip_core.training.data.StreamingDataset`: ``batches(...)`` split by rank and
+    worker, and ``embedding_source()``) for data too large to index."""
 
 
 @hookspec

@@ -7,18 +7,19 @@ is checkpointed.
 So N steps, stop, resume, N steps gives the same weights as 2N steps in one go.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel and
-each rank takes a disjoint slice of every global batch; rank 0 alone writes checkpoints, logs
-and samples. One process is the same code path with world size 1.
+each rank trains disjoint micro-batches of every global batch (numbered globally, each with
+its own random stream: :mod:`unclip_core.training.distributed`); rank 0 alone writes
+checkpoints, logs and samples. One process is the same code path with world size 1. A
+streaming dataset (``shards``) replaces the index-based batches with each rank's own stream
+(:mod:`unclip_core.training.data`).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,19 @@ from unclip_core.errors import CheckpointError, UnclipError
 from unclip_core.recipe.assemble import build_component
 from unclip_core.registry import Registry, default_registry
 from unclip_core.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from unclip_core.training.data import (  # noqa: F401  (batch_indices, collate: public here too)
+    MapBatches,
+    StreamBatches,
+    batch_indices,
+    collate,
+    first_items,
+    is_streaming,
+)
+from unclip_core.training.distributed import Distributed, agree, init_distributed, micro_generator, wrap_for_training
 from unclip_core.training.ema import EMA
 from unclip_core.training.previews import preview
-from unclip_core.training.stages import EmbeddingCache, stage_batch, stage_loss
+from unclip_core.training.embeddings import check_embedding_source, text_encoding
+from unclip_core.training.stages import EmbeddingCache, stage_batch
 from unclip_core.training.validate import ResolvedTraining
 from unclip_core.weights import atomic_save_safetensors
 
@@ -49,50 +60,6 @@ def lr_factor(step: int, total: int, warmup: int, decay: str, min_ratio: float) 
     if decay == "linear":
         return 1.0 - (1.0 - min_ratio) * progress
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def batch_indices(step: int, batch_size: int, length: int, seed: int) -> list[int]:
-    """Dataset indices of global batch ``step``: consecutive slices of per-epoch permutations."""
-    start = step * batch_size
-    indices: list[int] = []
-    while len(indices) < batch_size:
-        position = start + len(indices)
-        epoch, offset = divmod(position, length)
-        order = torch.randperm(length, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        take = min(batch_size - len(indices), length - offset)
-        indices.extend(order[offset : offset + take].tolist())
-    return indices
-
-
-def collate(dataset: Any, indices: list[int]) -> dict[str, Any]:
-    items = [dataset[i] for i in indices]
-    return {
-        "image": torch.stack([item["image"] for item in items]),
-        "caption": [item["caption"] for item in items],
-        "index": list(indices),
-    }
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> Distributed:
-    """Join the process group torchrun set up (gloo on CPU, nccl on GPU), or stay single."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Distributed()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size())
 
 
 class StopRequested:
@@ -157,8 +124,11 @@ def train(
     dist = init_distributed()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    if settings.batch_size % dist.world_size:
-        raise UnclipError(f"train.batch_size {settings.batch_size} is not divisible by the world size {dist.world_size}")
+    if settings.batch_size % (dist.world_size * settings.accumulation):
+        raise UnclipError(
+            f"train.batch_size {settings.batch_size} is not divisible by world size {dist.world_size} "
+            f"x train.accumulation {settings.accumulation}"
+        )
     out = run_folder(resolved, out_dir)
     checkpoint_path = out / CHECKPOINT_NAME
     if checkpoint_path.exists() and not resume:
@@ -169,11 +139,17 @@ def train(
     torch.manual_seed(settings.seed)
     model = build_component(resolved.model, trainable=True).train()
     _freeze(model, settings.freeze)
-    encoder = build_component(resolved.encoder) if resolved.encoder is not None else None
     dataset = build_component(resolved.dataset)
-    if len(dataset) == 0:
+    streaming = is_streaming(dataset)
+    if not streaming and len(dataset) == 0:
         raise UnclipError("the dataset is empty")
-    cache = EmbeddingCache(encoder, settings.cache_embeddings) if encoder is not None else None
+    precomputed = streaming and dataset.embedding_source() is not None
+    if precomputed and resolved.encoder is not None:
+        check_embedding_source(dataset.embedding_source(), resolved.encoder)
+    needs_encoder = resolved.encoder is not None and not precomputed
+    encoder = build_component(resolved.encoder) if needs_encoder else None
+    # A stream never repeats an item within an epoch and may not fit in memory: no cache.
+    cache = EmbeddingCache(encoder, settings.cache_embeddings and not streaming) if encoder is not None else None
 
     parameters = [p for p in model.parameters() if p.requires_grad]
     optim = recipe.optim
@@ -189,32 +165,41 @@ def train(
     if resume:
         load_checkpoint(checkpoint_path, state)
         if fits_data and cache is not None and cache.enabled:
-            _fit_embeddings(model, dataset, cache)  # only to fill the cache as the first run did
+            _fit_embeddings(model, dataset, cache, settings.seed)  # only to fill the cache as the first run did
     elif fits_data:
-        fit_figures = model.fit_from_embeddings(*_fit_embeddings(model, dataset, cache)) or {}
+        fit_figures = model.fit_from_embeddings(*_fit_embeddings(model, dataset, cache, settings.seed)) or {}
         ema = state.ema = EMA(model, recipe.ema.decay, recipe.ema.warmup)
 
-    trained = model
-    if dist.world_size > 1:
-        trained = nn.parallel.DistributedDataParallel(model)
+    micro = settings.batch_size // dist.world_size // settings.accumulation
+    if micro < 1:
+        raise UnclipError(
+            f"train.batch_size {settings.batch_size} is smaller than world size {dist.world_size} "
+            f"x train.accumulation {settings.accumulation}"
+        )
+    trained = wrap_for_training(recipe.stage, model, dist)
 
-    preview_batch = None
+    # Every rank encodes the preview items, as one process does first: the cached embeddings
+    # then come from the same encoder batches whatever the world size (a product's last bits
+    # depend on its batch). Only rank 0 keeps the batch for its previews.
+    preview_batch = stage_batch(recipe.stage, model, next(first_items(dataset, PREVIEW_ITEMS, settings.seed)), cache)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        preview_batch = stage_batch(
-            recipe.stage, model, collate(dataset, list(range(min(PREVIEW_ITEMS, len(dataset))))), cache
-        )
         _log_header(out, resolved, dist, settings, model)
         if fit_figures:
             _log(out, {"event": "fit", **fit_figures})
+    else:
+        preview_batch = None
     if resume and cache is not None and cache.enabled:
         _refill_cache(recipe.stage, model, dataset, cache, settings, dist, state.step)
+    if streaming:
+        batches: Any = StreamBatches(
+            dataset, settings.batch_size, settings.accumulation, settings.seed, settings.workers, dist, state.step
+        )
+    else:
+        batches = MapBatches(dataset, settings.batch_size, settings.accumulation, settings.seed, dist)
 
     total = settings.steps
     stop_at = total if max_steps is None else min(total, state.step + max_steps)
-    micro = settings.batch_size // dist.world_size // settings.accumulation
-    if micro < 1:
-        raise UnclipError("train.batch_size is smaller than world size × accumulation")
     bar = _progress_bar(progress and dist.is_main, state.step, total)
     last_loss = float("nan")
     started = time.perf_counter()
@@ -222,28 +207,31 @@ def train(
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if settings.precision == "bf16" else _null()
 
     with StopRequested() as stop:
-        while state.step < stop_at and not stop.requested:
+        stopping = False
+        while state.step < stop_at and not stopping:
             step = state.step
             factor = lr_factor(step, total, optim.warmup_steps, optim.decay, optim.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = optim.lr * factor
-            indices = batch_indices(step, settings.batch_size, len(dataset), settings.seed)
-            mine = indices[dist.rank :: dist.world_size]
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for chunk in range(settings.accumulation):
-                part = mine[chunk * micro : (chunk + 1) * micro]
-                batch = stage_batch(recipe.stage, model, collate(dataset, part), cache, generator)
-                with autocast:
-                    loss = stage_loss(recipe.stage, trained, batch, generator) / settings.accumulation
-                loss.backward()
+            parts = batches.step(step)
+            for chunk, (k, raw) in enumerate(parts):
+                draws = micro_generator(generator, settings.seed, step, k)
+                batch = stage_batch(recipe.stage, model, raw, cache, draws)
+                # Gradients are all-reduced once per step, on the last micro-batch's backward.
+                with _no_sync(trained, chunk < len(parts) - 1):
+                    with autocast:
+                        loss = trained(batch, draws) / settings.accumulation
+                    loss.backward()
                 loss_sum += float(loss.detach())
             if optim.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, optim.grad_clip)
             optimizer.step()
             state.step += 1
             ema.update(model, state.step)
-            last_loss = loss_sum
+            # Every rank logs the same loss and stops at the same step (see agree()).
+            last_loss, stopping = agree(dist, loss_sum, stop.requested)
             samples_done += settings.batch_size
             if not math.isfinite(last_loss):
                 raise UnclipError(f"loss became {last_loss} at step {state.step}; lower optim.lr or check the data")
@@ -271,7 +259,13 @@ def train(
         summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step))
         _log(out, {"event": "end", **summary})
         summary["run_dir"] = str(out)
+    dist.close()
     return summary
+
+
+def _no_sync(trained: nn.Module, skip: bool) -> Any:
+    """DDP's ``no_sync`` for the micro-batches before a step's last (one all-reduce per step)."""
+    return trained.no_sync() if skip and hasattr(trained, "no_sync") else _null()
 
 
 class _null:
@@ -304,18 +298,19 @@ def _adamw(parameters: list[nn.Parameter], optim: Any) -> torch.optim.Optimizer:
         return torch.optim.AdamW(parameters, foreach=True, **kwargs)
 
 
-def _fit_embeddings(model: Any, dataset: Any, cache: Any) -> tuple[Tensor, Tensor]:
+def _fit_embeddings(model: Any, dataset: Any, cache: Any, seed: int) -> tuple[Tensor, Tensor]:
     """Image and text embeddings ``[N, D]`` of the first ``model.fit_items`` items (2048 when
     the model does not say), for ``fit_from_embeddings``: the diffusion prior's mean and std,
-    the AR prior's PCA and buckets."""
-    count = min(len(dataset), int(getattr(model, "fit_items", 2048)))
+    the AR prior's PCA and buckets. Precomputed where the dataset has them."""
     images, texts = [], []
-    for start in range(0, count, 256):
-        indices = list(range(start, min(count, start + 256)))
-        raw = collate(dataset, indices)
-        text, image_embed = cache(raw["image"], raw["caption"], raw["index"])
-        images.append(image_embed)
-        texts.append(text.embed)
+    for raw in first_items(dataset, int(getattr(model, "fit_items", 2048)), seed):
+        if "image_embed" in raw:
+            images.append(raw["image_embed"].float())
+            texts.append(text_encoding(raw).embed.float())
+        else:
+            text, image_embed = cache(raw["image"], raw["caption"], raw["index"])
+            images.append(image_embed)
+            texts.append(text.embed)
     return torch.cat(images), torch.cat(texts)
 
 
@@ -327,13 +322,11 @@ def _refill_cache(stage: str, model: Any, dataset: Any, cache: Any, settings: An
     run drift from it. Replaying the batch composition (frozen-encoder forwards only, and
     only until every item has been seen) keeps resume exact.
     """
-    micro = settings.batch_size // dist.world_size // settings.accumulation
+    batches = MapBatches(dataset, settings.batch_size, settings.accumulation, settings.seed, dist)
     for step in range(done):
         if len(cache.store) >= len(dataset):
             break
-        mine = batch_indices(step, settings.batch_size, len(dataset), settings.seed)[dist.rank :: dist.world_size]
-        for chunk in range(settings.accumulation):
-            part = mine[chunk * micro : (chunk + 1) * micro]
+        for _, part in batches.indices(step):
             if any(index not in cache.store for index in part):
                 stage_batch(stage, model, collate(dataset, part), cache)
 

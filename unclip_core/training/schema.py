@@ -56,8 +56,11 @@ class EmaSettings(_Strict):
 
 class TrainSettings(_Strict):
     steps: int = Field(gt=0, description="Optimiser steps to train for (a resumed run continues to this total).")
-    batch_size: int = Field(32, ge=1, description="Samples per optimiser step, per process.")
-    accumulation: int = Field(1, ge=1, description="Micro-batches accumulated per optimiser step.")
+    batch_size: int = Field(
+        32, ge=1,
+        description="Samples per optimiser step, all processes together (each of W ranks trains batch_size/W).",
+    )
+    accumulation: int = Field(1, ge=1, description="Micro-batches each process accumulates per optimiser step.")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 autocast; measure first: small convnets on CPU ran slower under it."
     )
@@ -66,6 +69,10 @@ class TrainSettings(_Strict):
     freeze: list[str] = Field(
         default_factory=list,
         description="Parameter-name patterns (fnmatch) kept frozen, e.g. 'model.token_embedding.*'.",
+    )
+    workers: int = Field(
+        0, ge=0,
+        description="DataLoader worker processes reading a streaming dataset (shards); 0 reads in the training process.",
     )
     cache_embeddings: bool = Field(
         True, description="Keep the frozen encoder's outputs per dataset item in memory (finite datasets)."

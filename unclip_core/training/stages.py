@@ -12,6 +12,9 @@ and turns it into the batch its component's ``training_loss`` expects:
 
 The frozen encoder's outputs depend only on the dataset item, so they are cached per index
 (``train.cache_embeddings``): after the first epoch a prior step costs no CLIP forward.
+A raw batch may instead carry them precomputed (``image_embed``, ``text_embed``,
+``text_tokens``, ``text_mask``: the ``shards`` dataset with ``embeddings``), and then no
+CLIP runs at all.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from torch import Tensor
 
 from unclip_core.images import resize_tensor
 from unclip_core.interfaces import TextEncoding
+from unclip_core.training.embeddings import text_encoding
 from unclip_core.training.masks import random_masks
 
 
@@ -68,8 +72,11 @@ def stage_batch(
         return {"image": images, "caption": raw["caption"]}
     if stage == "upsampler":
         return {"image": resize_tensor(images, int(model.declared.image_size))}
-    assert cache is not None
-    text, image_embed = cache(images, raw["caption"], raw["index"])
+    if "image_embed" in raw:  # precomputed beside the shards (unclip embed): no encoder forward
+        text, image_embed = text_encoding(raw), raw["image_embed"].float()
+    else:
+        assert cache is not None
+        text, image_embed = cache(images, raw["caption"], raw["index"])
     if stage == "prior":
         return {"image_embed": image_embed, "text": text}
     if stage == "decoder":
