@@ -85,6 +85,12 @@ def recipe_schema(specs: list[ComponentSpec]) -> dict[str, Any]:
             }
             for s in kind_specs
         ]
+    # A stage may also be a slot file's name (unclip_core.recipe.files.expand_slot_files).
+    slot_file = {"type": "string", "pattern": r"\.ya?ml$", "description": "A slot file: this stage's slot in a YAML file of its own, relative to the recipe."}
+    properties = schema["properties"]
+    for key in ("encoder", "prior", "decoder"):
+        properties[key] = {"anyOf": [properties[key], slot_file]}
+    properties["upsamplers"]["items"] = {"anyOf": [properties["upsamplers"]["items"], slot_file]}
     schema["title"] = "unclip recipe"
     return schema
 

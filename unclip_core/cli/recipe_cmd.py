@@ -120,10 +120,24 @@ def run_cp(args: argparse.Namespace) -> int:
             text = re.sub(
                 rf"(weights:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text
             )
+    for key, relative in _slot_files(data):  # a slot given as a file (`prior: shapes-prior-ar.yaml`)
+        shipped = (source.parent / relative).resolve()
+        if not (destination.parent / relative).exists() and shipped.exists():
+            text = re.sub(rf"^({key}:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text, flags=re.M)
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(text, encoding="utf-8")
     print(f"copied {source} to {destination}")
     return 0
+
+
+def _slot_files(data: object) -> list[tuple[str, str]]:
+    """``(slot, relative file)`` for each top-level slot given as a slot file."""
+    if not isinstance(data, dict):
+        return []
+    return [
+        (key, value) for key, value in data.items()
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")) and not Path(value).is_absolute()
+    ]
 
 
 def _weights_paths(node: object) -> list[str]:

@@ -1,6 +1,7 @@
 """Finding and reading recipe files: a path on disk, or the name of a shipped recipe."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -22,14 +23,72 @@ def shipped_recipes_dir() -> Path:
     return Path(str(resources.files("unclip_recipes")))
 
 
+SLOT_FILE_MARK = "# Slot:"
+"""First line of a slot file (one stage of a recipe in a file of its own, see
+:func:`expand_slot_files`); such files are not recipes and are not listed as ones."""
+FILE_SLOTS = ("encoder", "prior", "decoder")
+
+
+def is_slot_file(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().startswith(SLOT_FILE_MARK)
+    except OSError:
+        return False
+
+
 def shipped_recipes() -> dict[str, Path]:
-    """Name → path of every recipe shipped with the package (``*.yaml`` at any depth)."""
+    """Name → path of every recipe shipped with the package (``*.yaml`` at any depth, slot
+    files left out)."""
     root = shipped_recipes_dir()
     found = {}
     for path in sorted(root.rglob("*.yaml")):
+        if is_slot_file(path):
+            continue
         name = path.relative_to(root).with_suffix("").as_posix()
         found[name] = path
     return found
+
+
+def expand_slot_files(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> dict[str, Any]:
+    """``data`` with every slot given as a file name replaced by that file's mapping.
+
+    ``prior: shapes-prior-ar.yaml`` (or the override ``prior=shapes-prior-ar.yaml``) reads the
+    prior's whole slot — ``type``, ``config``, ``weights``, stage settings — from that file,
+    found relative to the recipe's folder. That is what makes swapping a stage one line. Its
+    ``weights`` path is relative to the slot file, as a recipe's is to the recipe (rewritten
+    relative to the recipe here); component settings that name files resolve against the
+    recipe's folder, as always. The digest is that of the expanded recipe: naming a slot file
+    beside the recipe or writing its contents out gives the same digest. Applies to
+    ``encoder``, ``prior``, ``decoder`` and the items of ``upsamplers``.
+    """
+    problems: list[tuple[str, str]] = []
+
+    def read_slot(value: Any, where: str) -> Any:
+        if not isinstance(value, str) or not value.endswith((".yaml", ".yml")):
+            return value
+        path = (base_dir / value).resolve()
+        if not path.is_file():
+            problems.append((where, f"slot file not found: {path}"))
+            return value
+        slot = read_yaml(path)
+        if not isinstance(slot, dict):
+            problems.append((where, f"slot file {path} must hold one slot (a mapping with 'type'), got {type(slot).__name__}"))
+            return value
+        weights = slot.get("weights")
+        if isinstance(weights, str) and not Path(weights).is_absolute() and path.parent != base_dir.resolve():
+            slot = {**slot, "weights": os.path.relpath(path.parent / weights, base_dir.resolve())}
+        return slot
+
+    result = dict(data)
+    for key in FILE_SLOTS:
+        if key in result:
+            result[key] = read_slot(result[key], key)
+    if isinstance(result.get("upsamplers"), list):
+        result["upsamplers"] = [read_slot(item, f"upsamplers.{i}") for i, item in enumerate(result["upsamplers"])]
+    if problems:
+        raise RecipeError(problems, str(source) if source else None)
+    return result
 
 
 def find_recipe(name_or_path: str | Path | None) -> Path:
@@ -78,5 +137,10 @@ def load_recipe(
     path = find_recipe(name_or_path)
     data = read_yaml(path)
     if isinstance(data, dict):
-        data = apply_overrides(data, overrides)
+        # Slot files are read before each override (so `prior.guidance_scale=3` reaches into one,
+        # even one an earlier override named) and after the last (`prior=shapes-prior-ar.yaml`).
+        def expand(raw: dict[str, Any]) -> dict[str, Any]:
+            return expand_slot_files(raw, path.parent, path)
+
+        data = expand(apply_overrides(data, overrides, expand))
     return validate_recipe(data, registry or default_registry(), base_dir=path.parent, source=path)

@@ -7,7 +7,7 @@ whether it is allowed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -30,11 +30,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``data`` with every override applied; all bad overrides reported at once."""
+def apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str], expand: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A copy of ``data`` with every override applied; all bad overrides reported at once.
+
+    ``expand`` runs after each override (slot files: so ``prior=shapes-prior-ar.yaml`` can be
+    followed by ``prior.guidance_scale=3``)."""
     result = copy.deepcopy(data)
     problems: list[tuple[str, str]] = []
     for text in overrides:
+        if expand is not None:
+            try:
+                result = expand(result)
+            except RecipeError as exc:
+                problems.extend(exc.problems)
         try:
             parts, value = parse_override(text)
         except RecipeError as exc:
