@@ -231,6 +231,14 @@ def test_shard_errors_name_what_and_where(tmp_path, registry, tiny_recipe_data):
                                  registry, base_dir=tmp_path)
     with pytest.raises(InputError, match=r"00000.tar: sample '000000000' has no image \(looked for jpg; it has png, txt\)"):
         next(build_component(resolved.dataset).slot_items(0, 1, seed=0, skip=0))
+    # Raised in a DataLoader worker, it still reaches the user as its one line.
+    from unclip_core.training.data import StreamBatches
+    from unclip_core.training.distributed import Distributed
+
+    batches = StreamBatches(build_component(resolved.dataset), 2, 1, 0, 1, Distributed(), 0)
+    with pytest.raises(InputError) as info:
+        batches.step(0)
+    assert str(info.value).startswith("/") and "\n" not in str(info.value) and "has no image" in str(info.value)
 
 
 # ------------------------------------------------------------------ precomputed embeddings
