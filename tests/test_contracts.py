@@ -3,6 +3,9 @@ deliberately broken ones: each broken promise must make the matching check fail 
 message that names it, so a passing suite means something."""
 from __future__ import annotations
 
+import io
+import tarfile
+
 import dataclasses
 from pathlib import Path
 
@@ -59,6 +62,15 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
 
     Image.new("RGB", (20, 12), (200, 30, 30)).save(folder / "red.png")
     (folder / "red.txt").write_text("a red rectangle")
+    shards = tmp_path_factory.mktemp("shards")
+    with tarfile.open(shards / "00000.tar", "w") as tar:
+        for key, colour in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+            png = io.BytesIO()
+            Image.new("RGB", (20, 12), colour).save(png, format="PNG")
+            for suffix, data in ((".png", png.getvalue()), (".txt", f"a {key} rectangle".encode())):
+                info = tarfile.TarInfo(key + suffix)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     return {
         ("encoder", recipe["encoder"]["type"]): recipe["encoder"]["config"],
         ("prior", recipe["prior"]["type"]): recipe["prior"]["config"],
@@ -76,6 +88,7 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
         ("sampler", "unclip-scheduler"): {"steps": 3, "exact_float32": False},
         ("dataset", "shapes"): {"size": 16, "length": 4},
         ("dataset", "image-folder"): {"root": str(folder), "size": 16},
+        ("dataset", "shards"): {"urls": str(shards / "00000.tar"), "size": 16},
         ("evaluation", "shapes"): {"prompts_per_group": 2, "diversity_prompts": 1},
     }
 
@@ -106,6 +119,7 @@ def test_every_built_in_component_has_tiny_settings_here(registry, tiny_settings
         ("sampler", "unclip-scheduler"),
         ("dataset", "shapes"),
         ("dataset", "image-folder"),
+        ("dataset", "shards"),
         ("evaluation", "shapes"),
     ],
 )

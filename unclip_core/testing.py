@@ -337,9 +337,10 @@ def check_kind(component: Any, kind: str) -> None:
     if kind == "dataset":
         label = f"dataset {type(component).__name__}"
         _require(
-            callable(getattr(component, "__len__", None)) and callable(getattr(component, "__getitem__", None)),
+            (callable(getattr(component, "__len__", None)) and callable(getattr(component, "__getitem__", None)))
+            or callable(getattr(component, "batches", None)),
             label,
-            "a dataset must have __len__ and __getitem__ (a torch.utils.data.Dataset)",
+            "a dataset must have __len__ and __getitem__ (a torch.utils.data.Dataset), or stream batches()",
         )
         return
     if kind == "evaluation":
@@ -658,6 +659,9 @@ def check_dataset(dataset: Any) -> None:
     """Items are ``{"image": [3, H, W] float in [-1, 1], "caption": str}``, the same item
     each time it is read."""
     label = f"dataset {type(dataset).__name__}"
+    if not hasattr(dataset, "__getitem__") and hasattr(dataset, "batches"):
+        _check_streaming_dataset(dataset, label)
+        return
     _require(len(dataset) >= 1, label, "is empty")
     for index in sorted({0, len(dataset) - 1}):
         item = dataset[index]
@@ -674,6 +678,28 @@ def check_dataset(dataset: Any) -> None:
         _require(isinstance(caption, str), label, f"item {index}'s caption must be a str, got {type(caption).__name__}")
         again = dataset[index]
         _require(torch.equal(again["image"], image) and again["caption"] == caption, label, f"item {index} differs when read twice")
+
+
+def _check_streaming_dataset(dataset: Any, label: str) -> None:
+    """A streaming dataset (``batches(rank=, world_size=, batch_size=, workers=, seed=, skip=)``)
+    yields raw batches ``{"image": [B, 3, H, W] in [-1, 1], "caption": [str] * B, "index": [...]}``,
+    and the same first batch each time it is started with the same seed."""
+    def first_batch() -> Mapping:
+        return next(iter(dataset.batches(rank=0, world_size=1, batch_size=2, workers=0, seed=0, skip=0)))
+
+    batch = first_batch()
+    _require(isinstance(batch, Mapping), label, f"batches must be mappings, got {type(batch).__name__}")
+    _require({"image", "caption", "index"} <= set(batch), label, f"a batch must have 'image', 'caption' and 'index', has {sorted(batch)}")
+    image, captions = batch["image"], batch["caption"]
+    _require(
+        isinstance(image, Tensor) and image.ndim == 4 and image.shape[:2] == (2, 3) and image.is_floating_point(),
+        label,
+        f"a batch's image must be a float tensor [2, 3, H, W], got {list(image.shape) if isinstance(image, Tensor) else type(image).__name__}",
+    )
+    _require(bool(((image >= -1) & (image <= 1)).all()), label, "a batch's images have values outside [-1, 1]")
+    _require(len(captions) == 2 and all(isinstance(c, str) for c in captions), label, "a batch's captions must be 2 str")
+    again = first_batch()
+    _require(torch.equal(again["image"], image) and list(again["caption"]) == list(captions), label, "the first batch differs when started twice")
 
 
 def check_evaluation(evaluation: Any) -> None:

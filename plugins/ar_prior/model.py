@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from unclip_core import InputError, Prior, PriorCondition, TextEncoding, UnclipError
 from unclip_core.candidates import select_best_candidates
 from unclip_core.diffusion.losses import drop_mask
+from unclip_core.text_shapes import check_text_shapes
 from unclip_core.interfaces import Sampler, StepCallback, StepInfo, concat_conditions, map_tensors
 
 from unclip_plugins.ar_prior.codebook import PCACodebook
@@ -233,15 +234,5 @@ class ARPrior(Prior[ARPriorConfig]):
     # ------------------------------------------------------------------ checks
     def _check_text(self, embed: Tensor, tokens: Tensor, mask: Tensor, what: str) -> None:
         cfg = self.config
-        batch = embed.shape[0]
-        expected = {
-            "embedding": (tuple(embed.shape), (batch, cfg.embed_dim)),
-            "tokens": (tuple(tokens.shape), (batch, cfg.context_length, cfg.text_width)),
-            "mask": (tuple(mask.shape), (batch, cfg.context_length)),
-        }
-        for name, (got, want) in expected.items():
-            if got != want:
-                raise InputError(
-                    f"{NAME}: {what} {name} has shape {list(got)}, expected {list(want)} "
-                    f"(embed_dim={cfg.embed_dim}, context_length={cfg.context_length}, text_width={cfg.text_width})"
-                )
+        check_text_shapes(NAME, embed, tokens, mask, what, embed_dim=cfg.embed_dim,
+                          context_length=cfg.context_length, text_width=cfg.text_width)

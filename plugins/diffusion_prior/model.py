@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from unclip_core import DiffusionModel, InputError, NoiseSchedule, Prior, PriorCondition, TextEncoding, UnclipError
 from unclip_core.candidates import select_best_candidates
 from unclip_core.diffusion.losses import diffusion_loss, drop_mask
+from unclip_core.text_shapes import check_text_shapes
 from unclip_core.interfaces import Sampler, StepCallback, map_tensors
 
 from unclip_plugins.diffusion_prior.config import DiffusionPriorConfig
@@ -185,15 +186,5 @@ class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorC
     # ------------------------------------------------------------------ checks
     def _check_text(self, embed: Tensor, tokens: Tensor, mask: Tensor, what: str) -> None:
         cfg = self.config
-        batch = embed.shape[0]
-        expected = {
-            "embedding": (tuple(embed.shape), (batch, cfg.embed_dim)),
-            "tokens": (tuple(tokens.shape), (batch, cfg.context_length, cfg.text_width)),
-            "mask": (tuple(mask.shape), (batch, cfg.context_length)),
-        }
-        for name, (got, want) in expected.items():
-            if got != want:
-                raise InputError(
-                    f"{NAME}: {what} {name} has shape {list(got)}, expected {list(want)} "
-                    f"(embed_dim={cfg.embed_dim}, context_length={cfg.context_length}, text_width={cfg.text_width})"
-                )
+        check_text_shapes(NAME, embed, tokens, mask, what, embed_dim=cfg.embed_dim,
+                          context_length=cfg.context_length, text_width=cfg.text_width)
