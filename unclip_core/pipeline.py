@@ -202,14 +202,22 @@ class Pipeline:
         guidance_scale: float | None = None,
         callback: StepCallback | None = None,
         inpaint: tuple[Tensor, Tensor] | None = None,
+        drop_image: bool = False,
     ) -> Tensor:
         """Base-resolution images ``[B, 3, s, s]`` from image embeddings (and captions).
 
         ``inpaint``: ``(known image [1 or B, 3, s, s], repaint mask [1 or B, 1, s, s])`` for a
-        decoder that declares ``inpainting``: it reads them as extra input channels."""
+        decoder that declares ``inpainting``: it reads them as extra input channels.
+        ``drop_image``: draw from the caption alone (GLIDE-like) — the decoder reads its learned
+        null embedding, as in classifier-free dropout, in place of ``image_embed`` (whose values
+        are then unused; only its batch size counts)."""
         sampler = sampler or self.decoder_sampler
         scale = self.settings.decoder_guidance_scale if guidance_scale is None else guidance_scale
         cond = self.decoder_condition(image_embed, text)
+        if drop_image:
+            if text is None:
+                raise InputError("drop_image needs a caption: with neither image embedding nor caption there is nothing to draw")
+            cond.drop_image = torch.ones_like(cond.drop_image)
         if inpaint is not None:
             batch = image_embed.shape[0]
             known, repaint = (value.to(self.device).float().expand(batch, -1, -1, -1) for value in inpaint)
