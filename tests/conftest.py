@@ -51,3 +51,27 @@ def tiny_pipeline(registry):
     from unclip_core.recipe.files import load_recipe
 
     return build_pipeline(load_recipe(TINY_RECIPE, registry=registry), registry)
+
+
+@pytest.fixture(scope="session")
+def load_bench_script():
+    """Imports a script under ``bench/`` as a module. It is registered in ``sys.modules`` before it
+    runs because dataclasses with string annotations look their module up there."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        module_name = f"bench_{name}"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        spec = importlib.util.spec_from_file_location(module_name, Path(__file__).resolve().parent.parent / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+        return module
+
+    return load

@@ -2,8 +2,6 @@
 keeps its prose. Runs on the tiny random recipe (the figures themselves are in docs/ablations.md)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +9,11 @@ import torch
 
 from unclip_core.errors import InputError
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def ablations():
-    spec = importlib.util.spec_from_file_location("bench_ablations", ROOT / "bench" / "ablations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ablations(load_bench_script):
+    return load_bench_script("ablations")
 
 
 @pytest.fixture()

@@ -377,17 +377,13 @@ def test_the_inpainting_recipe_is_the_default_with_the_inpainting_decoder(regist
     validate_recipe(copy.deepcopy(recipe), registry, base_dir=RECIPES)  # the trained weights included
 
 
-def test_the_shipped_inpainting_decoder_brings_an_erased_object_back():
+def test_the_shipped_inpainting_decoder_brings_an_erased_object_back(load_bench_script):
     """bench/inpaint_shapes.py's check on a few scenes: erase one object of a two-object scene,
     inpaint with the full caption, and judge the result with the shapes checker (it scored 92%
     on 100 scenes, docs/benchmarks.md; a broken decoder or mask path scores near 0)."""
-    import importlib.util
-
     from unclip_core.recipe.assemble import load_pipeline
 
-    spec = importlib.util.spec_from_file_location("bench_inpaint_shapes", RECIPES.parent / "bench" / "inpaint_shapes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench_script("inpaint_shapes")
     pipeline = load_pipeline("shapes-inpaint")
     assert pipeline.decoder.declared.inpainting
     result = bench.run_method(pipeline, bench.draw_cases(6, seed=0, margin=0.04), seed=0, resample=1, save=None, label="trained")
