@@ -4,12 +4,16 @@ For each size (``small``: diffusers' own unCLIP test components, decoder 32 px, 
 to 64 px; ``medium``: decoder 64 px, super-resolution to 256 px) the script builds random
 components in Karlo's diffusers layout, saves them, imports them with ``unclip import karlo``,
 loads both pipelines from disk in this process and times them alternately (a warm-up each,
-then ``--repeats`` runs, median seconds). It reports ours/diffusers in fp32, our bf16 autocast
+then ``--repeats`` runs, median seconds). Ours runs twice: as imported (the default
+channels-last layout) and with ``runtime.memory_format=contiguous`` (diffusers' layout, the one
+with bit-for-bit parity). ``real`` times one step of the prior, decoder and super-resolution
+UNet at Karlo's real sizes instead (about 12 GB of memory at peak).
+It reports ours/diffusers in fp32, our bf16 autocast
 against diffusers in fp32 and in bf16 (weights cast), the PSNR of our bf16 images against our
 fp32 ones (and diffusers' likewise), whether the fp32 images agree, and the peak RSS of each
 pipeline measured alone in a child process.
 
-Usage: ``python bench/karlo_vs_diffusers.py [--sizes small,medium] [--steps 25,25,7]
+Usage: ``python bench/karlo_vs_diffusers.py [--sizes small,medium,real] [--steps 25,25,7]
 [--repeats 5] [--threads N]``. Random weights make the images noise, but the work is the same.
 """
 from __future__ import annotations
@@ -49,6 +53,24 @@ SIZES = {
         super_res=dict(sample_size=256, block_out_channels=(32, 64, 128, 128), layers_per_block=1, add_attention=False),
     ),
 }
+
+
+REAL = dict(  # diffusers' scripts/convert_kakao_brain_unclip_to_diffusers.py
+    prior=dict(),  # PriorTransformer's defaults: 20 layers, 32 heads of 64, embedding 768
+    decoder=dict(
+        sample_size=64, layers_per_block=3, block_out_channels=(320, 640, 960, 1280), in_channels=3, out_channels=6,
+        down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
+        up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_dim=1536, class_embed_type="identity",
+        attention_head_dim=64, resnet_time_scale_shift="scale_shift",
+    ),
+    super_res=dict(
+        sample_size=256, layers_per_block=3, block_out_channels=(320, 640, 960, 1280), in_channels=6, out_channels=3,
+        down_block_types=("ResnetDownsampleBlock2D",) * 4, up_block_types=("ResnetUpsampleBlock2D",) * 4,
+        add_attention=False,
+    ),
+)
+"""Karlo's real model sizes, for one step of each model with random weights (``--sizes real``)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -131,12 +153,13 @@ def load_diffusers(folder: Path, dtype: torch.dtype = torch.float32):
     return pipe.to(dtype=dtype) if dtype != torch.float32 else pipe
 
 
-def load_ours(recipe: Path, steps: tuple[int, int, int], precision: str = "fp32"):
+def load_ours(recipe: Path, steps: tuple[int, int, int], precision: str = "fp32", memory_format: str = "channels_last"):
     from unclip_core.recipe.assemble import load_pipeline
 
     return load_pipeline(recipe, [
         f"prior.sampler.config.steps={steps[0]}", f"decoder.sampler.config.steps={steps[1]}",
         f"upsamplers.0.sampler.config.steps={steps[2]}", f"runtime.precision={precision}",
+        f"runtime.memory_format={memory_format}",
     ])
 
 
@@ -167,6 +190,50 @@ def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
     return statistics.median(times), out
 
 
+def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
+    """One denoising step of Karlo's prior, decoder and super-resolution UNet at their real sizes
+    (random weights, one prompt: guidance doubles the prior and decoder batch), run as diffusers
+    runs them (contiguous weights) and as unclip's components run the same modules by default
+    (channels-last weights), alternately, each model built and freed in turn."""
+    from diffusers import PriorTransformer, UNet2DConditionModel, UNet2DModel
+
+    t = torch.tensor(500)
+    torch.manual_seed(0)
+    cases = {
+        "prior": (lambda: PriorTransformer(**REAL["prior"]), lambda: dict(
+            hidden_states=torch.randn(2, 768), timestep=t, proj_embedding=torch.randn(2, 768),
+            encoder_hidden_states=torch.randn(2, 77, 768), attention_mask=torch.ones(2, 77, dtype=torch.bool))),
+        "decoder": (lambda: UNet2DConditionModel(**REAL["decoder"]), lambda: dict(
+            sample=torch.randn(2, 3, 64, 64), timestep=t, encoder_hidden_states=torch.randn(2, 81, 1536),
+            class_labels=torch.randn(2, 1280))),
+        "super-res": (lambda: UNet2DModel(**REAL["super_res"]), lambda: dict(sample=torch.randn(1, 6, 256, 256), timestep=t)),
+    }
+    print("\n[real] one step of each model at Karlo's sizes (random weights), median of", repeats)
+    for name, (build, inputs) in cases.items():
+        model, kwargs = build().eval(), inputs()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        times: dict[str, list[float]] = {"diffusers": [], "ours": []}
+        outputs: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for i in range(repeats + 1):  # the first round is a warm-up
+                for which, layout in (("diffusers", torch.contiguous_format), ("ours", torch.channels_last)):
+                    model.to(memory_format=layout)
+                    t0 = time.perf_counter()
+                    outputs[which] = model(**kwargs)[0]
+                    if i:
+                        times[which].append(time.perf_counter() - t0)
+            theirs, ours = (statistics.median(times[w]) for w in ("diffusers", "ours"))
+            line = (f"  {name:<9} {params:7.0f} M params   diffusers {theirs:8.3f} s   ours {ours:8.3f} s   "
+                    f"ours/diffusers {ours / theirs:.3f}   max diff {float((outputs['ours'] - outputs['diffusers']).abs().max()):.1e}")
+            if bf16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    t0 = time.perf_counter()
+                    model(**kwargs)
+                    line += f"   ours bf16 autocast {time.perf_counter() - t0:8.3f} s (one run)"
+        print(line, flush=True)
+        del model, outputs
+
+
 # --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
@@ -187,7 +254,7 @@ def child_rss(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="small,medium")
+    parser.add_argument("--sizes", default="small,medium,real", help="any of small, medium, real")
     parser.add_argument("--steps", default="25,25,7", help="prior,decoder,super-res steps")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
@@ -209,29 +276,38 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; steps {steps}, {len(PROMPTS)} prompts, median of {args.repeats}")
     for size in args.sizes.split(","):
+        if size == "real":
+            one_step_at_real_sizes(max(1, min(args.repeats, 3)), bf16=not args.no_bf16)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             build_folder(size, root / "karlo")
             recipe = import_karlo(root / "karlo", root / "imported")
-            theirs, ours = load_diffusers(root / "karlo"), load_ours(recipe, steps)  # type: ignore[arg-type]
-            # alternate the two so that load on the machine hits both alike
-            their_times, our_times = [], []
+            theirs = load_diffusers(root / "karlo")
+            ours = load_ours(recipe, steps)  # type: ignore[arg-type]  # the default: channels-last
+            exact = load_ours(recipe, steps, memory_format="contiguous")  # type: ignore[arg-type]
+            # alternate the three so that load on the machine hits them alike
+            times: dict[str, list[float]] = {"diffusers": [], "ours": [], "exact": []}
+            runs = {"diffusers": lambda: run_diffusers(theirs, steps), "ours": lambda: run_ours(ours),  # type: ignore[arg-type]
+                    "exact": lambda: run_ours(exact)}
+            images: dict[str, torch.Tensor] = {}
             with torch.no_grad():
-                run_diffusers(theirs, steps), run_ours(ours)  # type: ignore[arg-type]
+                for run in runs.values():
+                    run()  # warm-up
                 for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    their_fp32 = run_diffusers(theirs, steps)  # type: ignore[arg-type]
-                    t1 = time.perf_counter()
-                    our_fp32 = run_ours(ours)
-                    t2 = time.perf_counter()
-                    their_times.append(t1 - t0)
-                    our_times.append(t2 - t1)
-                t_theirs, t_ours = statistics.median(their_times), statistics.median(our_times)
-                print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> "
-                      f"{SIZES[size]['super_res']['sample_size']} px", flush=True)
-                print(f"  fp32 images: max |ours - diffusers| = {float((our_fp32 - their_fp32).abs().max()):.2e}")
-                print(f"  diffusers fp32   {t_theirs:8.3f} s")
-                print(f"  ours fp32        {t_ours:8.3f} s   ours/diffusers {t_ours / t_theirs:.3f}", flush=True)
+                    for name, run in runs.items():
+                        t0 = time.perf_counter()
+                        images[name] = run()
+                        times[name].append(time.perf_counter() - t0)
+            median = {name: statistics.median(values) for name, values in times.items()}
+            t_theirs, their_fp32, our_fp32 = median["diffusers"], images["diffusers"], images["ours"]
+            print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> "
+                  f"{SIZES[size]['super_res']['sample_size']} px", flush=True)
+            print(f"  diffusers fp32                 {t_theirs:8.3f} s")
+            print(f"  ours fp32 (default, channels-last) {median['ours']:8.3f} s   ours/diffusers {median['ours'] / t_theirs:.3f}   "
+                  f"max |ours - diffusers| {float((our_fp32 - their_fp32).abs().max()):.2e}, PSNR {psnr(our_fp32, their_fp32):.1f} dB")
+            print(f"  ours fp32 (contiguous, exact)  {median['exact']:8.3f} s   ours/diffusers {median['exact'] / t_theirs:.3f}   "
+                  f"max |ours - diffusers| {float((images['exact'] - their_fp32).abs().max()):.2e}", flush=True)
             if not args.no_bf16:
                 with torch.no_grad():
                     ours_bf16 = load_ours(recipe, steps, "bf16")  # type: ignore[arg-type]

@@ -50,6 +50,9 @@ class PipelineSettings:
     decoder_null_caption: Literal["learned", "empty"] = "learned"
     device: str = "cpu"
     precision: Literal["fp32", "bf16"] = "fp32"
+    memory_format: Literal["channels_last", "contiguous"] = "contiguous"
+    """The layout the models' 4-D weights were put in when the pipeline was built (the recipe's
+    ``runtime.memory_format``); convolutions follow their weights' layout."""
 
 
 @dataclass

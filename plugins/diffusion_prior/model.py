@@ -88,7 +88,7 @@ class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorC
         """Predicted unnoised embedding ``[B, D]`` (normalised space) for noised ``x_t``
         at integer timesteps ``t`` ``[B]``; rows with ``cond.drop_text`` use the null caption."""
         self._check_text(cond.text_embed, cond.text_tokens, cond.text_mask, "prior condition")
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         drop = cond.drop_text.to(device=x_t.device, dtype=torch.bool)
         text_embed = torch.where(drop[:, None], self.null_text_embed[None], cond.text_embed.to(dtype))
         tokens = torch.where(drop[:, None, None], self.null_text_tokens[None], cond.text_tokens.to(dtype))

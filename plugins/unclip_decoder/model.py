@@ -101,7 +101,7 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
             raise InputError(f"{NAME}: x_t must be [B, {self.in_channels}, H, W], got {list(x_t.shape)}")
         context, context_mask, time_embedding = self.conditioning(cond, batch)
         t = torch.as_tensor(t, device=x_t.device).long().expand(batch)
-        sample = x_t.to(self.unet.dtype)
+        sample = x_t.to(self.dtype)
         if self.config.inpainting:
             sample = torch.cat([sample, *self.inpaint_channels(cond, x_t)], dim=1)
         elif cond.inpaint_image is not None or cond.inpaint_mask is not None:
@@ -119,7 +119,7 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         """``(known image × (1 − mask) [B, 3, H, W], mask [B, 1, H, W])`` in the UNet's dtype.
         Without ``inpaint_*`` nothing is known: zeros and an all-ones mask."""
         batch, _, height, width = x_t.shape
-        dtype, device = self.unet.dtype, x_t.device
+        dtype, device = self.dtype, x_t.device
         image, mask = cond.inpaint_image, cond.inpaint_mask
         if image is None and mask is None:
             return (
@@ -163,7 +163,7 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         with the null inputs swapped in where ``cond`` drops them. The ``n`` image tokens are
         always attended; caption tokens follow the caption's mask, as diffusers' pipeline does."""
         cfg = self.config
-        device, dtype = self.device, self.unet.dtype
+        device, dtype = self.device, self.dtype
         image_embed = cond.image_embed.to(device=device, dtype=dtype)
         if image_embed.shape != (batch, cfg.embed_dim):
             raise InputError(
@@ -187,7 +187,7 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         """The caption with the null caption in the rows ``drop_text`` selects (all rows when
         the condition carries no caption)."""
         cfg = self.config
-        device, dtype = self.device, self.unet.dtype
+        device, dtype = self.device, self.dtype
         null = (self.null_text_embed.to(dtype), self.null_text_tokens.to(dtype), self.null_text_mask)
         if cond.text_embed is None or cond.text_tokens is None or cond.text_mask is None:
             return tuple(value[None].expand(batch, *value.shape) for value in null)  # type: ignore[return-value]

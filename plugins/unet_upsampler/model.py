@@ -75,7 +75,7 @@ class UnetUpsampler(Upsampler[UnetUpsamplerConfig]):
                 f"{NAME}: the low-resolution condition must be [{batch}, {self.in_channels}, h, w] "
                 f"for a batch of {batch}, got {list(low_res.shape)}"
             )
-        dtype = self.unet.dtype
+        dtype = self.dtype
         condition = upsample_condition(low_res.to(device=x_t.device, dtype=dtype), tuple(x_t.shape[-2:]))
         inputs = torch.cat([x_t.to(dtype), condition], dim=1)
         t = torch.as_tensor(t, device=x_t.device).long().expand(batch)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from unclip_core.errors import CheckpointError, PluginError
+from unclip_core.errors import CheckpointError, PluginError, RecipeError
 from unclip_core.pipeline import Pipeline, PipelineSettings
 from unclip_core.recipe.files import load_recipe
 from unclip_core.recipe.validate import ResolvedComponent, ResolvedRecipe
@@ -55,13 +55,35 @@ def _build_seeded(resolved: ResolvedComponent, device: str | torch.device) -> An
         return build_component(resolved, device)
 
 
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def set_memory_format(pipeline: Pipeline, memory_format: str) -> Pipeline:
+    """Put every model's 4-D weights in ``memory_format`` (``channels_last`` or ``contiguous``).
+
+    Convolutions run in the layout of their weights, so this alone moves every convolution of
+    the decoder and upsamplers to channels-last, which oneDNN runs faster on the CPU (about 1.4x
+    on a 256 px super-resolution UNet, docs/benchmarks.md). Results differ from the contiguous
+    layout only by float rounding (about 1e-5).
+    """
+    if memory_format not in MEMORY_FORMATS:
+        raise RecipeError(f"runtime.memory_format: {memory_format!r} is not one of {sorted(MEMORY_FORMATS)}")
+    models = [pipeline.encoder, pipeline.prior, pipeline.decoder, *(u for u, _ in pipeline.upsamplers)]
+    for model in models:
+        if isinstance(model, torch.nn.Module):
+            model.to(memory_format=MEMORY_FORMATS[memory_format])
+    pipeline.settings.memory_format = memory_format  # type: ignore[assignment]
+    return pipeline
+
+
 def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -> Pipeline:
-    """Build every stage of a validated recipe (weights loaded, eval mode, on its device)."""
+    """Build every stage of a validated recipe (weights loaded, eval mode, on its device, in the
+    recipe's memory format)."""
     recipe = resolved.recipe
     device = recipe.runtime.device
     if recipe.runtime.threads:
         torch.set_num_threads(recipe.runtime.threads)
-    return Pipeline(
+    pipeline = Pipeline(
         encoder=_build_seeded(resolved.encoder, device),
         prior=_build_seeded(resolved.prior, device),
         prior_sampler=build_component(resolved.prior_sampler) if resolved.prior_sampler else None,
@@ -80,6 +102,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
         recipe=resolved,
         registry=registry or default_registry(),
     )
+    return set_memory_format(pipeline, recipe.runtime.memory_format)
 
 
 def load_pipeline(
