@@ -7,7 +7,7 @@ loads both pipelines from disk in this process and times them alternately (a war
 then ``--repeats`` runs, median seconds). Ours runs twice: as imported (the default
 channels-last layout) and with ``runtime.memory_format=contiguous`` (diffusers' layout, the one
 with bit-for-bit parity). ``real`` times one step of the prior, decoder and super-resolution
-UNet at Karlo's real sizes instead (about 12 GB of memory at peak).
+UNet at Karlo's real sizes instead, one model in memory at a time.
 It reports ours/diffusers in fp32, our bf16 autocast
 against diffusers in fp32 and in bf16 (weights cast), the PSNR of our bf16 images against our
 fp32 ones (and diffusers' likewise), whether the fp32 images agree, and the peak RSS of each

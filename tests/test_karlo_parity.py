@@ -24,10 +24,9 @@ than a stored encoding (whose last bits depend on the batch it was computed in).
 """
 from __future__ import annotations
 
-import math
-
 import functools
 import json
+import math
 import shutil
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """runtime.memory_format: channels-last weights (the default) give the images of torch's default
-layout up to float rounding (parity with diffusers to 1e-4 is tested in the contiguous layout), and the setting reaches every convolution."""
+layout up to float rounding, and the setting reaches every convolution. (Parity with diffusers
+to 1e-4 is tested in the contiguous layout, tests/test_karlo_parity.py.)"""
 from __future__ import annotations
 
 import pytest
