@@ -20,7 +20,7 @@ about half as long). Writes a Markdown report (default ``docs/ablations.md``: a 
 run's details between markers, the prose around them is kept) and prints the table.
 
 Usage: ``python bench/ablations.py [--base-only] [--rows a,b,...] [--threads 2] [--write PATH]``.
-About 4 min per row base-only on 2 free cores, 8 min with the upsampler.
+About 2.5–3 min per row base-only on 2 free cores (docs/ablations.md).
 """
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from unclip_core.atomic import atomic_write
 from unclip_core.evaluation import run_evaluation
 from unclip_core.images import tensor_to_pil
 from unclip_core.pipeline import Pipeline
 from unclip_core.recipe.assemble import load_pipeline
+from unclip_core.recipe.files import load_recipe
 from unclip_core.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,9 +143,7 @@ def write_report(path: Path, table: str, details: str) -> None:
         text = head + block + rest.split(END, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         parser.error(f"unknown row(s) {', '.join(unknown)}; known: {', '.join(ROWS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    for name in rows:  # every recipe is checked before the long part starts
-        load_pipeline(args.recipe, [*ROWS[name]["overrides"], *args.overrides])
+    registry = default_registry()
+    for name in rows:  # every recipe (weights included) is validated before the long part starts
+        load_recipe(args.recipe, [*ROWS[name]["overrides"], *args.overrides], registry)
     results = []
     for name in rows:
         result = run_row(name, args.recipe, list(args.overrides), args)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from unclip_core.atomic import atomic_write
 from unclip_core.errors import InputError
 
 MAX_PIXELS = 64 * 1024 * 1024
@@ -124,27 +123,12 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
     return grid
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # Created with mode 0666 so the umask applies as for any file (mkstemp would make it 0600).
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_png(image: Image.Image, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a PNG atomically, with ``metadata`` as JSON in the ``unclip`` text chunk."""
     info = PngImagePlugin.PngInfo()
     if metadata:
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
-    return _atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:
@@ -178,7 +162,7 @@ def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int =
     if not frames:
         raise InputError("no frames for the GIF")
     loop = list(frames) + list(frames[-2:0:-1])
-    return _atomic_write(
+    return atomic_write(
         Path(path),
         lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0),
     )

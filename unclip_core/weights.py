@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from unclip_core.atomic import atomic_write
 from unclip_core.errors import CheckpointError
 
 
@@ -86,23 +86,17 @@ def atomic_save_safetensors(
     tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write tensors to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # Created with mode 0666 so the umask applies as for any file (mkstemp would make it 0600).
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
+
+    def write(tmp: Path) -> None:
         mode = os.stat(tmp).st_mode & 0o777  # safetensors re-creates the file as 0600: put this back
         save_file(contiguous, str(tmp), metadata=meta)
         os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    return atomic_write(path, write)
     return path
 
 

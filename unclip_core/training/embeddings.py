@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from unclip_core.atomic import atomic_write
 from unclip_core.errors import InputError, UnclipError
 from unclip_core.interfaces import TextEncoding
 
@@ -78,7 +77,7 @@ def check_embedding_source(source: dict[str, Any], encoder: Any) -> None:
 
 
 def write_manifest(folder: Path, info: dict[str, Any]) -> None:
-    _atomic(folder / MANIFEST, lambda path: path.write_text(json.dumps({"format": FORMAT, **info}, indent=1)))
+    atomic_write(folder / MANIFEST, lambda path: path.write_text(json.dumps({"format": FORMAT, **info}, indent=1)))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -98,8 +97,8 @@ def write_shard(folder: Path, stem: str, keys: list[str], arrays: dict[str, np.n
     for field in FIELDS:
         if len(arrays[field]) != len(keys):
             raise ValueError(f"{field} has {len(arrays[field])} rows for {len(keys)} keys")
-        _atomic(files[field], lambda path, field=field: _save(path, arrays[field]))
-    _atomic(files["keys"], lambda path: _save(path, np.array(keys, dtype=str)))
+        atomic_write(files[field], lambda path, field=field: _save(path, arrays[field]))
+    atomic_write(files["keys"], lambda path: _save(path, np.array(keys, dtype=str)))
 
 
 def shard_done(folder: Path, stem: str) -> bool:
@@ -155,15 +154,3 @@ def text_encoding(raw: dict[str, Any]) -> TextEncoding:
 def _save(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-
-
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
