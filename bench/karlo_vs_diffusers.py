@@ -9,12 +9,15 @@ channels-last layout) and with ``runtime.memory_format=contiguous`` (diffusers' 
 with bit-for-bit parity). ``real`` times one step of the prior, decoder and super-resolution
 UNet at Karlo's real sizes instead, one model in memory at a time.
 It reports ours/diffusers in fp32, our bf16 autocast
-against diffusers in fp32 and in bf16 (weights cast), the PSNR of our bf16 images against our
-fp32 ones (and diffusers' likewise), whether the fp32 images agree, and the peak RSS of each
-pipeline measured alone in a child process.
+against diffusers in fp32 and in bf16 (weights cast; its one antialiased resize, which has no
+bf16 CPU kernel, runs in fp32), the PSNR of our bf16 images against our fp32 ones (and
+diffusers' likewise), whether the fp32 images agree, and the peak RSS of each pipeline
+measured alone in a child process. It also says which precision the imported recipe's
+``runtime.precision: auto`` picks on this CPU.
 
 Usage: ``python bench/karlo_vs_diffusers.py [--sizes small,medium,real] [--steps 25,25,7]
-[--repeats 5] [--threads N]``. Random weights make the images noise, but the work is the same.
+[--repeats 5] [--threads N] [--no-rss] [--no-bf16] [--skip-diffusers-bf16] [--bf16-breakdown]``.
+diffusers' bf16 pipeline is timed once, without a warm-up. Random weights make the images noise, but the work is the same.
 """
 from __future__ import annotations
 
@@ -163,7 +166,35 @@ def load_ours(recipe: Path, steps: tuple[int, int, int], precision: str = "fp32"
     ])
 
 
+class _Fp32Resize:
+    """Stands in for ``torch.nn.functional`` inside diffusers' unCLIP pipeline module while a
+    bf16 copy runs: torch's CPU antialiased bicubic resize has no bf16 kernel
+    (``NotImplementedError: "compute_index_ranges_weights" not implemented for 'BFloat16'``), so
+    this one resize runs in fp32 and casts back; everything else is torch's own."""
+
+    def __getattr__(self, name: str):
+        return getattr(torch.nn.functional, name)
+
+    @staticmethod
+    def interpolate(image: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if image.dtype == torch.bfloat16 and kwargs.get("antialias"):
+            return torch.nn.functional.interpolate(image.float(), *args, **kwargs).to(image.dtype)
+        return torch.nn.functional.interpolate(image, *args, **kwargs)
+
+
 def run_diffusers(pipe, steps: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
+    if pipe.decoder.dtype == torch.bfloat16:
+        from diffusers.pipelines.deprecated.unclip import pipeline_unclip
+
+        original, pipeline_unclip.F = pipeline_unclip.F, _Fp32Resize()
+        try:
+            return _run_diffusers(pipe, steps, seed)
+        finally:
+            pipeline_unclip.F = original
+    return _run_diffusers(pipe, steps, seed)
+
+
+def _run_diffusers(pipe, steps: tuple[int, int, int], seed: int) -> torch.Tensor:
     images = pipe(
         PROMPTS, generator=torch.Generator().manual_seed(seed), prior_num_inference_steps=steps[0],
         decoder_num_inference_steps=steps[1], super_res_num_inference_steps=steps[2], output_type="np",
@@ -180,8 +211,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    fn()  # warm-up
+def timed(fn, repeats: int, warm_up: bool = True) -> tuple[float, torch.Tensor]:
+    if warm_up:
+        fn()
     times, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -234,6 +266,37 @@ def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
         del model, outputs
 
 
+def _in_fp32(module: torch.nn.Module) -> None:
+    """Run this module outside bf16 autocast, its floating inputs cast to fp32."""
+    forward = module.forward
+
+    def fp32_forward(*args, **kwargs):
+        def up(value):
+            return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+        with torch.autocast("cpu", enabled=False):
+            return forward(*(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+
+    module.forward = fp32_forward
+
+
+def bf16_breakdown(recipe: Path, steps: tuple[int, int, int], our_fp32: torch.Tensor) -> None:
+    """PSNR of our bf16 images against our fp32 ones with one kind of layer kept in fp32: where
+    bf16's rounding enters (``--bf16-breakdown``)."""
+    from diffusers.models.attention_processor import Attention
+
+    kinds = {"convolutions": (torch.nn.Conv2d,), "linear layers": (torch.nn.Linear,),
+             "attention": (Attention,), "norms": (torch.nn.GroupNorm, torch.nn.LayerNorm)}
+    for name, types in kinds.items():
+        pipeline = load_ours(recipe, steps, "bf16")
+        models = [pipeline.prior, pipeline.decoder, *(model for model, _ in pipeline.upsamplers)]
+        for module in (m for model in models for m in model.modules() if isinstance(m, types)):
+            _in_fp32(module)
+        with torch.no_grad():
+            image = run_ours(pipeline)
+        print(f"  PSNR bf16 vs fp32 with the {name} in fp32: {psnr(image, our_fp32):.1f} dB", flush=True)
+
+
 # --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
@@ -260,6 +323,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--no-bf16", action="store_true", help="fp32 only (bf16 autocast is slow on CPUs without AMX)")
+    parser.add_argument("--skip-diffusers-bf16", action="store_true",
+                        help="skip diffusers cast to bf16 (on CPUs without native bf16 a medium run takes over an hour)")
+    parser.add_argument("--bf16-breakdown", action="store_true",
+                        help="also the bf16 PSNR with each kind of layer kept in fp32 (one bf16 run per kind)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -271,10 +338,13 @@ def main() -> None:
         return
 
     from unclip_core.karlo import import_karlo
+    from unclip_core.precision import resolve_precision
 
     steps = tuple(int(s) for s in args.steps.split(","))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; steps {steps}, {len(PROMPTS)} prompts, median of {args.repeats}")
+    print(f"the imported recipe's runtime.precision auto picks {resolve_precision('auto', 'cpu')} on this CPU "
+          "(fp32 and bf16 are both timed below)")
     for size in args.sizes.split(","):
         if size == "real":
             one_step_at_real_sizes(max(1, min(args.repeats, 3)), bf16=not args.no_bf16)
@@ -312,23 +382,27 @@ def main() -> None:
                 with torch.no_grad():
                     ours_bf16 = load_ours(recipe, steps, "bf16")  # type: ignore[arg-type]
                     t_ours_bf16, our_bf16 = timed(lambda: run_ours(ours_bf16), args.repeats)
+                print(f"  ours bf16 (autocast)           {t_ours_bf16:8.3f} s   vs diffusers fp32 {t_ours_bf16 / t_theirs:.3f}   "
+                      f"PSNR vs ours fp32 {psnr(our_bf16, our_fp32):.1f} dB", flush=True)
+                if args.skip_diffusers_bf16:
+                    print("  diffusers bf16 (weights)       skipped (--skip-diffusers-bf16)")
+                else:
+                    # no warm-up: the process is warm, and this run can take very long where bf16 is emulated
                     theirs_bf16 = load_diffusers(root / "karlo", torch.bfloat16)
                     try:
-                        t_theirs_bf16, their_bf16 = timed(lambda: run_diffusers(theirs_bf16, steps), args.repeats)  # type: ignore[arg-type]
-                    except (RuntimeError, NotImplementedError) as exc:  # e.g. no bf16 antialiased bicubic on CPU
-                        t_theirs_bf16, their_bf16, bf16_error = math.nan, None, f"{type(exc).__name__}: {exc}"
+                        with torch.no_grad():
+                            t_theirs_bf16, their_bf16 = timed(lambda: run_diffusers(theirs_bf16, steps), 1, warm_up=False)  # type: ignore[arg-type]
+                    except (RuntimeError, NotImplementedError) as exc:
+                        print(f"  diffusers bf16 (weights) failed: {type(exc).__name__}: {exc}")
                     else:
-                        bf16_error = None
-                print(f"  ours bf16 (autocast) {t_ours_bf16:8.3f} s   vs diffusers fp32 {t_ours_bf16 / t_theirs:.3f}, "
-                      f"vs diffusers bf16 {t_ours_bf16 / t_theirs_bf16:.3f}")
-                if bf16_error:
-                    print(f"  diffusers bf16 (weights) failed: {bf16_error}")
-                else:
-                    print(f"  diffusers bf16 (weights) {t_theirs_bf16:8.3f} s")
-                their_psnr = f"{psnr(their_bf16, their_fp32):.1f} dB" if their_bf16 is not None else "n/a"
-                print(f"  PSNR bf16 vs fp32: ours {psnr(our_bf16, our_fp32):.1f} dB, diffusers {their_psnr}", flush=True)
+                        print(f"  diffusers bf16 (weights)       {t_theirs_bf16:8.3f} s   ours bf16/diffusers bf16 "
+                              f"{t_ours_bf16 / t_theirs_bf16:.3f}   PSNR vs diffusers fp32 {psnr(their_bf16, their_fp32):.1f} dB",
+                              flush=True)
+                if args.bf16_breakdown:
+                    bf16_breakdown(recipe, steps, our_fp32)  # type: ignore[arg-type]
             if not args.no_rss:
-                children = ("ours:fp32", "diffusers:fp32") + (() if args.no_bf16 else ("ours:bf16", "diffusers:bf16"))
+                children = ("ours:fp32", "diffusers:fp32") + (() if args.no_bf16 else ("ours:bf16",))
+                children += () if args.no_bf16 or args.skip_diffusers_bf16 else ("diffusers:bf16",)
                 for child in children:
                     command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]
                     if args.threads:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 transformers = pytest.importorskip("transformers")
 
@@ -195,9 +196,10 @@ def run_ours(pipeline, seed: int) -> dict[str, torch.Tensor]:
 
 
 def load_ours(recipe: Path, steps: tuple[int, int, int], memory_format: str = "contiguous"):
-    """The imported recipe with the step counts set. Parity to 1e-4 is a property of the
-    contiguous layout, diffusers' own; the default channels-last layout rounds differently
-    (see test_the_default_layout_stays_close_to_diffusers)."""
+    """The imported recipe with the step counts set, in fp32 (the recipe's ``precision: auto``
+    would pick bf16 on an AMX CPU). Parity to 1e-4 is a property of the contiguous layout,
+    diffusers' own; the default channels-last layout rounds differently (see
+    test_the_default_layout_stays_close_to_diffusers)."""
     from unclip_core.recipe.assemble import load_pipeline
 
     return load_pipeline(
@@ -207,6 +209,7 @@ def load_ours(recipe: Path, steps: tuple[int, int, int], memory_format: str = "c
             f"decoder.sampler.config.steps={steps[1]}",
             f"upsamplers.0.sampler.config.steps={steps[2]}",
             f"runtime.memory_format={memory_format}",
+            "runtime.precision=fp32",
         ],
     )
 
@@ -314,6 +317,8 @@ def test_import_writes_a_runnable_recipe(karlo):
     assert first.startswith('# Run: unclip generate "') and first.endswith(f"-r {recipe}")
     names = sorted(p.name for p in recipe.parent.iterdir())
     assert names == ["decoder.safetensors", "encoder.safetensors", "karlo.yaml", "prior.safetensors", "tokenizer", "upsampler.safetensors"]
+    runtime = yaml.safe_load(recipe.read_text())["runtime"]
+    assert runtime["precision"] == "auto"  # bf16 on AMX, fp32 on CPUs that would emulate it
     assert not [p for p in recipe.parent.parent.iterdir() if p.name.startswith(".")], "a temporary folder was left behind"
 
 
@@ -396,3 +401,19 @@ def test_import_reads_a_config_written_by_an_older_diffusers(karlo, tmp_path):
         config["a_setting_from_long_ago"] = True
         (old / part / "config.json").write_text(json.dumps(config))
     assert import_karlo(old, tmp_path / "out").is_file()
+
+
+def test_the_benchmark_runs_diffusers_in_bf16(karlo, load_bench_script):
+    """bench/karlo_vs_diffusers.py times diffusers cast to bf16: torch has no bf16 CPU kernel for
+    the pipeline's antialiased resize, so the script runs that one resize in fp32, and only
+    while its bf16 pipeline runs."""
+    from diffusers.pipelines.deprecated.unclip import pipeline_unclip
+
+    bench = load_bench_script("karlo_vs_diffusers")
+    _, folder, _ = karlo
+    steps = (2, 2, 2)
+    fp32 = bench.run_diffusers(bench.load_diffusers(folder), steps)
+    bf16 = bench.run_diffusers(bench.load_diffusers(folder, torch.bfloat16), steps)
+    assert pipeline_unclip.F is torch.nn.functional
+    assert bf16.shape == fp32.shape and bool(torch.isfinite(bf16).all())
+    assert bench.psnr(bf16, fp32) > 10, "the bf16 pipeline drew something else"

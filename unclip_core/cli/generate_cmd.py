@@ -7,12 +7,18 @@ contract. Every PNG carries prompt, seed, recipe, overrides and the recipe diges
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from unclip_core.errors import InputError
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
+"""What a KEY=VALUE recipe override looks like (a caption does not start like this)."""
 
 
 def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -112,6 +118,7 @@ def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any
         "recipe_digest": resolved.digest if resolved is not None else None,
         "overrides": list(args.overrides),
         "seed": args.seed,
+        "precision": pipeline.settings.precision,  # what `runtime.precision: auto` picked here
         "unclip_version": __version__,
         **extra,
     }
@@ -119,6 +126,9 @@ def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any
 
 def run_generate(args: argparse.Namespace) -> int:
     if args.from_png:
+        if args.prompt is not None and _OVERRIDE.match(args.prompt):
+            # argparse fills the optional PROMPT first: with --from it is the first override
+            args.overrides, args.prompt = [args.prompt, *args.overrides], None
         if args.prompt is not None:
             raise InputError("give either a PROMPT or --from IMAGE.png, not both")
         return _regenerate(args)
@@ -131,6 +141,20 @@ def run_generate(args: argparse.Namespace) -> int:
     images = pipeline.generate([args.prompt], n=args.n, seed=args.seed)
     _write_results(images, out, _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n))
     return 0
+
+
+def _keep_recorded_precision(pipeline, meta: dict[str, Any], source: str, extra_overrides: list[str]) -> None:
+    """Redraw in the precision the image was drawn in: ``runtime.precision: auto`` may pick
+    otherwise on this machine (bf16 images differ from fp32 ones by rounding). An override of
+    ``runtime.precision`` given now wins."""
+    recorded = meta.get("precision")
+    if recorded not in ("fp32", "bf16") or recorded == pipeline.settings.precision:
+        return
+    if any(o.split("=", 1)[0].strip() == "runtime.precision" for o in extra_overrides):
+        return
+    chosen = pipeline.settings.precision
+    pipeline.settings = dataclasses.replace(pipeline.settings, precision=recorded)
+    print(f"unclip: {source} was drawn in {recorded}; redrawing it in {recorded}, not {chosen}", file=sys.stderr)
 
 
 def _regenerate(args: argparse.Namespace) -> int:
@@ -154,6 +178,7 @@ def _regenerate(args: argparse.Namespace) -> int:
             f"unclip: warning: recipe {args.recipe} changed since {args.from_png} was made; the image may differ",
             file=sys.stderr,
         )
+    _keep_recorded_precision(pipeline, meta, args.from_png, extra_overrides)
     n = int(meta.get("n", 1))
     images = pipeline.generate([meta["prompt"]], n=n, seed=args.seed)
     index = meta.get("index")

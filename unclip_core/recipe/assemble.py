@@ -10,6 +10,7 @@ import torch
 
 from unclip_core.errors import CheckpointError, PluginError, RecipeError
 from unclip_core.pipeline import Pipeline, PipelineSettings
+from unclip_core.precision import resolve_precision
 from unclip_core.recipe.files import load_recipe
 from unclip_core.recipe.validate import ResolvedComponent, ResolvedRecipe
 from unclip_core.registry import Registry, default_registry
@@ -97,7 +98,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
             prior_null_caption=recipe.prior.null_caption,
             decoder_null_caption=recipe.decoder.null_caption,
             device=device,
-            precision=recipe.runtime.precision,
+            precision=resolve_precision(recipe.runtime.precision, device),
         ),
         recipe=resolved,
         registry=registry or default_registry(),

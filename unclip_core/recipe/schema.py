@@ -76,8 +76,10 @@ class Runtime(_Strict):
     """Where and how the pipeline runs."""
 
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
-    precision: Literal["fp32", "bf16"] = Field(
-        default="fp32", description="bf16 runs the models under bfloat16 autocast (fast on AMX CPUs and GPUs)."
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        default="fp32",
+        description="bf16 runs the models under bfloat16 autocast (fast on AMX CPUs and GPUs); auto picks bf16 "
+        "where the device multiplies bf16 natively (AMX or AVX-512 BF16 CPUs, bf16-capable GPUs) and fp32 elsewhere.",
     )
     threads: int | None = Field(default=None, ge=1, description="torch intra-op threads; None leaves torch's default.")
     memory_format: Literal["channels_last", "contiguous"] = Field(
