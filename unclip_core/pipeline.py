@@ -105,8 +105,8 @@ class Pipeline:
 
         Autocast caches the copies it casts only of leaf tensors that require grad, and the
         built models' parameters do not (``assemble`` freezes them), so without this every
-        model call would cast every weight again: 3x the time of a bf16 matmul-bound step
-        (docs/benchmarks.md). Under ``no_grad`` requiring grad records nothing; the cache lives
+        model call would cast every weight again, memory-bound work that tripled a small-batch
+        bf16 linear stack's time (docs/benchmarks.md, "Karlo against diffusers"). Under ``no_grad`` requiring grad records nothing; the cache lives
         until the outermost autocast region ends, and costs half the fp32 weights' memory."""
         models = [self.encoder, self.prior, self.decoder, *(model for model, _ in self.upsamplers)]
         frozen = [p for model in models if isinstance(model, torch.nn.Module) for p in model.parameters()
