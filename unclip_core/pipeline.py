@@ -106,8 +106,10 @@ class Pipeline:
         Autocast caches the copies it casts only of leaf tensors that require grad, and the
         built models' parameters do not (``assemble`` freezes them), so without this every
         model call would cast every weight again, memory-bound work that tripled a small-batch
-        bf16 linear stack's time (docs/benchmarks.md, "Karlo against diffusers"). Under ``no_grad`` requiring grad records nothing; the cache lives
-        until the outermost autocast region ends, and costs half the fp32 weights' memory."""
+        bf16 linear stack's time (docs/benchmarks.md, "Karlo against diffusers"). Under
+        ``no_grad`` requiring grad records nothing. The cache lives until the outermost
+        autocast region ends (each stage is one) and costs half the running stage's fp32
+        weights in memory."""
         models = [self.encoder, self.prior, self.decoder, *(model for model, _ in self.upsamplers)]
         frozen = [p for model in models if isinstance(model, torch.nn.Module) for p in model.parameters()
                   if not p.requires_grad and p.is_floating_point()]
