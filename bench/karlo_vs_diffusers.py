@@ -8,16 +8,17 @@ then ``--repeats`` runs, median seconds). Ours runs twice: as imported (the defa
 channels-last layout) and with ``runtime.memory_format=contiguous`` (diffusers' layout, the one
 with bit-for-bit parity). ``real`` times one step of the prior, decoder and super-resolution
 UNet at Karlo's real sizes instead, one model in memory at a time.
-It reports ours/diffusers in fp32, our bf16 autocast
-against diffusers in fp32 and in bf16 (weights cast; its one antialiased resize, which has no
-bf16 CPU kernel, runs in fp32), the PSNR of our bf16 images against our fp32 ones (and
-diffusers' likewise), whether the fp32 images agree, and the peak RSS of each pipeline
-measured alone in a child process. It also says which precision the imported recipe's
+
+It reports ours/diffusers in fp32, our bf16 autocast against diffusers in fp32 and in bf16
+(weights cast; its one antialiased resize, which has no bf16 CPU kernel, runs in fp32; timed
+once, without a warm-up), the PSNR of our bf16 images against our fp32 ones (and diffusers'
+likewise), whether the fp32 images agree, and the peak RSS of each pipeline measured alone in
+a child process. It also says which precision the imported recipe's
 ``runtime.precision: auto`` picks on this CPU.
 
 Usage: ``python bench/karlo_vs_diffusers.py [--sizes small,medium,real] [--steps 25,25,7]
 [--repeats 5] [--threads N] [--no-rss] [--no-bf16] [--skip-diffusers-bf16] [--bf16-breakdown]``.
-diffusers' bf16 pipeline is timed once, without a warm-up. Random weights make the images noise, but the work is the same.
+Random weights make the images noise, but the work is the same.
 """
 from __future__ import annotations
 

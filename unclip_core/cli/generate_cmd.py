@@ -150,7 +150,9 @@ def _keep_recorded_precision(pipeline, meta: dict[str, Any], source: str, extra_
     recorded = meta.get("precision")
     if recorded not in ("fp32", "bf16") or recorded == pipeline.settings.precision:
         return
-    if any(o.split("=", 1)[0].strip() == "runtime.precision" for o in extra_overrides):
+    from unclip_core.recipe.overrides import parse_override
+
+    if any(parse_override(o)[0] == ["runtime", "precision"] for o in extra_overrides):
         return
     chosen = pipeline.settings.precision
     pipeline.settings = dataclasses.replace(pipeline.settings, precision=recorded)
