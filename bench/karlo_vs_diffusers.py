@@ -11,9 +11,11 @@ UNet at Karlo's real sizes instead, one model in memory at a time.
 
 It reports ours/diffusers in fp32, our bf16 autocast against diffusers in fp32 and in bf16
 (weights cast; its one antialiased resize, which has no bf16 CPU kernel, runs in fp32; timed
-once, without a warm-up), the PSNR of our bf16 images against our fp32 ones (and diffusers'
-likewise), whether the fp32 images agree, and the peak RSS of each pipeline measured alone in
-a child process. It also says which precision the imported recipe's
+once, without a warm-up), our ``bf16-matmul`` (oneDNN's bf16 arithmetic inside fp32 operations;
+timed only on a CPU with bf16 units, where it differs from fp32; elsewhere its PSNR comes from
+an emulation), the PSNR of our bf16 images against our fp32 ones (and diffusers' likewise),
+whether the fp32 images agree, and the peak RSS of each pipeline measured alone in a child
+process. It also says which precision the imported recipe's
 ``runtime.precision: auto`` picks on this CPU.
 
 Usage: ``python bench/karlo_vs_diffusers.py [--sizes small,medium,real] [--steps 25,25,7]
@@ -230,6 +232,8 @@ def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
     (channels-last weights), alternately, each model built and freed in turn."""
     from diffusers import PriorTransformer, UNet2DConditionModel, UNet2DModel
 
+    from unclip_core.precision import native_bf16, onednn_bf16_math
+
     t = torch.tensor(500)
     torch.manual_seed(0)
     cases = {
@@ -263,8 +267,34 @@ def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
                     t0 = time.perf_counter()
                     model(**kwargs)
                     line += f"   ours bf16 autocast {time.perf_counter() - t0:8.3f} s (one run)"
+                if native_bf16("cpu"):  # elsewhere bf16-matmul is fp32
+                    with onednn_bf16_math():
+                        t0 = time.perf_counter()
+                        model(**kwargs)
+                        line += f"   ours bf16-matmul {time.perf_counter() - t0:8.3f} s (one run)"
         print(line, flush=True)
         del model, outputs
+
+
+def bf16_matmul_row(recipe: Path, steps: tuple[int, int, int], repeats: int, t_theirs: float, our_fp32: torch.Tensor) -> None:
+    """Ours in ``runtime.precision=bf16-matmul``: timed and compared where the CPU has bf16 units;
+    elsewhere oneDNN computes exact fp32 (checked in one run), and the PSNR is that of the
+    emulation (:func:`unclip_core.precision.emulated_onednn_bf16`)."""
+    from unclip_core.precision import emulated_onednn_bf16, native_bf16
+
+    pipeline = load_ours(recipe, steps, "bf16-matmul")
+    with torch.no_grad():
+        if native_bf16("cpu"):
+            seconds, image = timed(lambda: run_ours(pipeline), repeats)
+            print(f"  ours bf16-matmul (oneDNN)      {seconds:8.3f} s   vs diffusers fp32 {seconds / t_theirs:.3f}   "
+                  f"PSNR vs ours fp32 {psnr(image, our_fp32):.1f} dB", flush=True)
+            return
+        same = torch.equal(run_ours(pipeline), our_fp32)
+        with emulated_onednn_bf16():
+            emulated = run_ours(pipeline)
+    print(f"  ours bf16-matmul (oneDNN)      not timed: this CPU has no bf16 units, and oneDNN computed "
+          f"{'exact fp32' if same else 'something other than fp32 (unexpected)'}; "
+          f"PSNR vs ours fp32 emulated (operands rounded to bf16): {psnr(emulated, our_fp32):.1f} dB", flush=True)
 
 
 def _in_fp32(module: torch.nn.Module) -> None:
@@ -281,10 +311,42 @@ def _in_fp32(module: torch.nn.Module) -> None:
     module.forward = fp32_forward
 
 
+def _image_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of two image batches in [-1, 1], read as [0, 1] images."""
+    return psnr((a.float() * 0.5 + 0.5).clamp(0, 1), (b.float() * 0.5 + 0.5).clamp(0, 1))
+
+
+def bf16_by_stage(recipe: Path, steps: tuple[int, int, int]) -> None:
+    """Each stage run in bf16 on the inputs fp32 gave it, against the same stage in fp32 (same
+    noise): which stage loses the PSNR. Then the decoder in fp32 arithmetic with only its weights
+    rounded to bf16: a floor for any bf16 scheme, which must at least round the weights."""
+    fp32, bf16 = load_ours(recipe, steps), load_ours(recipe, steps, "bf16")
+    rounded = load_ours(recipe, steps)
+    with torch.no_grad():
+        for parameter in rounded.decoder.parameters():
+            parameter.copy_(parameter.bfloat16().float())
+        text = fp32.encode_text(PROMPTS)
+        embed = fp32.sample_prior(text, fp32.generator(0))
+        embed_bf16 = bf16.sample_prior(text, bf16.generator(0))
+        cosine = float(torch.nn.functional.cosine_similarity(embed_bf16, embed).min())
+        error = float((embed_bf16 - embed).norm() / embed.norm())
+        print(f"  by stage, prior in bf16: image embeddings' relative error {error:.1e}, cosine {cosine:.5f} (worst)")
+        base = fp32.decode(embed, text, fp32.generator(1))
+        base_bf16 = bf16.decode(embed, text, bf16.generator(1))
+        base_rounded = rounded.decode(embed, text, rounded.generator(1))
+        print(f"  by stage, decoder in bf16: PSNR {_image_psnr(base_bf16, base):.1f} dB on its images "
+              f"(fp32 arithmetic with the decoder's weights rounded to bf16: {_image_psnr(base_rounded, base):.1f} dB)")
+        final = fp32.upsample(base, fp32.generator(2))
+        final_bf16 = bf16.upsample(base, bf16.generator(2))
+        print(f"  by stage, super-resolution in bf16: PSNR {_image_psnr(final_bf16, final):.1f} dB", flush=True)
+
+
 def bf16_breakdown(recipe: Path, steps: tuple[int, int, int], our_fp32: torch.Tensor) -> None:
-    """PSNR of our bf16 images against our fp32 ones with one kind of layer kept in fp32: where
-    bf16's rounding enters (``--bf16-breakdown``)."""
+    """Where bf16's rounding enters (``--bf16-breakdown``): by stage (:func:`bf16_by_stage`), then
+    the PSNR of our bf16 images against our fp32 ones with one kind of layer kept in fp32."""
     from diffusers.models.attention_processor import Attention
+
+    bf16_by_stage(recipe, steps)
 
     kinds = {"convolutions": (torch.nn.Conv2d,), "linear layers": (torch.nn.Linear,),
              "attention": (Attention,), "norms": (torch.nn.GroupNorm, torch.nn.LayerNorm)}
@@ -327,7 +389,8 @@ def main() -> None:
     parser.add_argument("--skip-diffusers-bf16", action="store_true",
                         help="skip diffusers cast to bf16 (on CPUs without native bf16 a medium run takes over an hour)")
     parser.add_argument("--bf16-breakdown", action="store_true",
-                        help="also the bf16 PSNR with each kind of layer kept in fp32 (one bf16 run per kind)")
+                        help="also the bf16 PSNR of each stage alone, of the decoder with only its weights rounded, "
+                             "and with each kind of layer kept in fp32 (one bf16 run per kind)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -385,6 +448,7 @@ def main() -> None:
                     t_ours_bf16, our_bf16 = timed(lambda: run_ours(ours_bf16), args.repeats)
                 print(f"  ours bf16 (autocast)           {t_ours_bf16:8.3f} s   vs diffusers fp32 {t_ours_bf16 / t_theirs:.3f}   "
                       f"PSNR vs ours fp32 {psnr(our_bf16, our_fp32):.1f} dB", flush=True)
+                bf16_matmul_row(recipe, steps, args.repeats, t_theirs, our_fp32)  # type: ignore[arg-type]
                 if args.skip_diffusers_bf16:
                     print("  diffusers bf16 (weights)       skipped (--skip-diffusers-bf16)")
                 else:
@@ -403,6 +467,7 @@ def main() -> None:
                     bf16_breakdown(recipe, steps, our_fp32)  # type: ignore[arg-type]
             if not args.no_rss:
                 children = ("ours:fp32", "diffusers:fp32") + (() if args.no_bf16 else ("ours:bf16",))
+                children += ("ours:bf16-matmul",) if not args.no_bf16 and resolve_precision("auto", "cpu") == "bf16-matmul" else ()
                 children += () if args.no_bf16 or args.skip_diffusers_bf16 else ("diffusers:bf16",)
                 for child in children:
                     command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]

@@ -417,3 +417,43 @@ def test_the_benchmark_runs_diffusers_in_bf16(karlo, load_bench_script):
     assert pipeline_unclip.F is torch.nn.functional
     assert bf16.shape == fp32.shape and bool(torch.isfinite(bf16).all())
     assert bench.psnr(bf16, fp32) > 10, "the bf16 pipeline drew something else"
+
+
+def test_the_benchmark_breaks_the_bf16_loss_down_by_stage(karlo, load_bench_script, capsys):
+    """``--bf16-breakdown`` runs each stage in bf16 on fp32's inputs, and the decoder in fp32
+    arithmetic with its weights rounded to bf16 (which must change its images, or nothing was
+    rounded)."""
+    import re
+
+    bench = load_bench_script("karlo_vs_diffusers")
+    _, _, recipe = karlo
+    bench.bf16_by_stage(recipe, (2, 2, 2))
+    out = capsys.readouterr().out
+    cosine = float(re.search(r"prior in bf16: .* cosine ([0-9.]+)", out).group(1))
+    decoder, rounded = (float(v) for v in re.search(r"decoder in bf16: PSNR ([0-9.]+) dB .*rounded to bf16: ([0-9.inf]+) dB", out).groups())
+    super_res = float(re.search(r"super-resolution in bf16: PSNR ([0-9.]+) dB", out).group(1))
+    assert 0.99 < cosine <= 1
+    assert 10 < decoder < math.inf and 10 < super_res < math.inf
+    assert 10 < rounded < math.inf, "rounding the decoder's weights to bf16 changed nothing"
+
+
+def test_the_benchmark_reports_bf16_matmul(karlo, load_bench_script, capsys):
+    """Where the CPU has bf16 units the bf16-matmul row is timed; elsewhere it checks that
+    oneDNN computed exact fp32 and reports the emulation's PSNR."""
+    import re
+
+    from unclip_core.precision import native_bf16
+
+    bench = load_bench_script("karlo_vs_diffusers")
+    _, _, recipe = karlo
+    steps = (2, 2, 2)
+    with torch.no_grad():
+        fp32 = bench.run_ours(bench.load_ours(recipe, steps))
+    bench.bf16_matmul_row(recipe, steps, 1, 1.0, fp32)
+    out = capsys.readouterr().out
+    if native_bf16("cpu"):
+        value = float(re.search(r"PSNR vs ours fp32 ([0-9.]+) dB", out).group(1))
+    else:
+        assert "oneDNN computed exact fp32" in out
+        value = float(re.search(r"emulated \(operands rounded to bf16\): ([0-9.]+) dB", out).group(1))
+    assert 10 < value < math.inf

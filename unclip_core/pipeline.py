@@ -34,6 +34,7 @@ from unclip_core.interfaces import (
     Upsampler,
     UpsamplerCondition,
 )
+from unclip_core.precision import Precision, onednn_bf16_math
 
 ProgressFactory = Callable[[str, int], Any]
 """``progress(stage_name, total_steps)`` → an object with ``update(n)`` and ``close()`` (tqdm)."""
@@ -49,7 +50,9 @@ class PipelineSettings:
     encoder's encoding of "" (computed with the prompts, as diffusers' unCLIP pipeline does)."""
     decoder_null_caption: Literal["learned", "empty"] = "learned"
     device: str = "cpu"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
+    """``fp32``, ``bf16`` (autocast) or ``bf16-matmul`` (oneDNN's bf16 arithmetic inside fp32
+    operations): :mod:`unclip_core.precision`."""
     memory_format: Literal["channels_last", "contiguous"] = "contiguous"
     """The layout the models' 4-D weights were put in when the pipeline was built (the recipe's
     ``runtime.memory_format``); convolutions follow their weights' layout."""
@@ -90,17 +93,22 @@ class Pipeline:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @contextlib.contextmanager
-    def _running(self) -> Iterator[None]:
-        """Inference mode plus the recipe's precision (bf16 autocast where asked for)."""
+    def _running(self, *models: object) -> Iterator[None]:
+        """Inference mode plus the recipe's precision (bf16 autocast, or oneDNN's bf16 arithmetic,
+        where asked for). ``models``: the components this stage runs, whose weights' bf16 copies
+        autocast keeps for the call (none named: every component's)."""
         with torch.no_grad():
             if self.settings.precision == "bf16":
-                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16), self._bf16_weights_cast_once():
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16), self._bf16_weights_cast_once(*models):
+                    yield
+            elif self.settings.precision == "bf16-matmul":
+                with onednn_bf16_math():
                     yield
             else:
                 yield
 
     @contextlib.contextmanager
-    def _bf16_weights_cast_once(self) -> Iterator[None]:
+    def _bf16_weights_cast_once(self, *models: object) -> Iterator[None]:
         """Let autocast keep its bf16 copy of each weight for the whole call.
 
         Autocast caches the copies it casts only of leaf tensors that require grad, and the
@@ -110,7 +118,7 @@ class Pipeline:
         ``no_grad`` requiring grad records nothing. The cache lives until the outermost
         autocast region ends (each stage is one) and costs half the running stage's fp32
         weights in memory."""
-        models = [self.encoder, self.prior, self.decoder, *(model for model, _ in self.upsamplers)]
+        models = models or (self.encoder, self.prior, self.decoder, *(model for model, _ in self.upsamplers))
         frozen = [p for model in models if isinstance(model, torch.nn.Module) for p in model.parameters()
                   if not p.requires_grad and p.is_floating_point()]
         for parameter in frozen:
@@ -179,7 +187,7 @@ class Pipeline:
         """The prompts' encoding; when a stage's ``null_caption`` is ``empty`` it also carries
         the empty caption's, encoded as one batch of ``""`` beside the prompts (diffusers' order
         of work, so the numbers match)."""
-        with self._running():
+        with self._running(self.encoder):
             text = self.encoder.encode_text(list(prompts))
             if "empty" in (self.settings.prior_null_caption, self.settings.decoder_null_caption):
                 text = text.with_null(self.encoder.encode_text([""] * len(text)))
@@ -195,13 +203,13 @@ class Pipeline:
     def encode_image(self, images: Sequence[Image.Image | str | Path] | Tensor) -> Tensor:
         if not isinstance(images, Tensor):
             images = [load_image(image) for image in images]
-        with self._running():
+        with self._running(self.encoder):
             return self.encoder.encode_image(images).float()
 
     def sample_prior(self, text: TextEncoding, generator: torch.Generator, callback: StepCallback | None = None) -> Tensor:
         cb, close = self._callback("prior", self._steps(self.prior_sampler), callback)
         try:
-            with self._running():
+            with self._running(self.prior):
                 return self.prior.sample(
                     self._null_for(text, self.settings.prior_null_caption),  # type: ignore[arg-type]
                     sampler=self.prior_sampler,
@@ -250,7 +258,7 @@ class Pipeline:
         shape = (image_embed.shape[0], self.decoder.in_channels, self.base_size, self.base_size)
         cb, close = self._callback("decoder", self._steps(sampler), callback)
         try:
-            with self._running():
+            with self._running(self.decoder):
                 x = sampler.sample(self.decoder.denoiser(cond, scale), shape, generator=generator, x_T=x_T, callback=cb)
         finally:
             close()
@@ -272,7 +280,7 @@ class Pipeline:
             shape = (images.shape[0], model.in_channels, size, size)
             cb, close = self._callback(f"upsampler {index}", self._steps(sampler), callback)
             try:
-                with self._running():
+                with self._running(model):
                     images = sampler.sample(model.denoiser(cond, 1.0), shape, generator=generator, callback=cb)
             finally:
                 close()
@@ -387,7 +395,7 @@ class Pipeline:
         cond = self.decoder_condition(z_i, None)
         cb, close = self._callback("inversion", self._steps(self.decoder_sampler), None)
         try:
-            with self._running():
+            with self._running(self.decoder):
                 x_T = self._ddim(0.0).invert(self.decoder.denoiser(cond, 1.0), x0, callback=cb)
         finally:
             close()

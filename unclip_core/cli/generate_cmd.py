@@ -147,8 +147,10 @@ def _keep_recorded_precision(pipeline, meta: dict[str, Any], source: str, extra_
     """Redraw in the precision the image was drawn in: ``runtime.precision: auto`` may pick
     otherwise on this machine (bf16 images differ from fp32 ones by rounding). An override of
     ``runtime.precision`` given now wins."""
+    from unclip_core.precision import PRECISIONS
+
     recorded = meta.get("precision")
-    if recorded not in ("fp32", "bf16") or recorded == pipeline.settings.precision:
+    if recorded not in PRECISIONS or recorded == pipeline.settings.precision:
         return
     from unclip_core.recipe.overrides import parse_override
 

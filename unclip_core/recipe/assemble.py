@@ -82,6 +82,10 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
     recipe's memory format)."""
     recipe = resolved.recipe
     device = recipe.runtime.device
+    try:
+        precision = resolve_precision(recipe.runtime.precision, device)
+    except ValueError as exc:  # before any weights load
+        raise RecipeError(f"{resolved.source or 'recipe'}: {exc}") from None
     if recipe.runtime.threads:
         torch.set_num_threads(recipe.runtime.threads)
     pipeline = Pipeline(
@@ -98,7 +102,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
             prior_null_caption=recipe.prior.null_caption,
             decoder_null_caption=recipe.decoder.null_caption,
             device=device,
-            precision=resolve_precision(recipe.runtime.precision, device),
+            precision=precision,
         ),
         recipe=resolved,
         registry=registry or default_registry(),

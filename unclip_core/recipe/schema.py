@@ -76,10 +76,12 @@ class Runtime(_Strict):
     """Where and how the pipeline runs."""
 
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
-    precision: Literal["fp32", "bf16", "auto"] = Field(
+    precision: Literal["fp32", "bf16", "bf16-matmul", "auto"] = Field(
         default="fp32",
-        description="bf16 runs the models under bfloat16 autocast (fast on AMX CPUs and GPUs); auto picks bf16 "
-        "where the device multiplies bf16 natively (AMX or AVX-512 BF16 CPUs, bf16-capable GPUs) and fp32 elsewhere.",
+        description="bf16 runs the models under bfloat16 autocast (fast on AMX CPUs and GPUs); bf16-matmul (CPU) keeps "
+        "fp32 tensors while oneDNN's convolutions and matrix products compute in bf16 where the CPU has native bf16 "
+        "(closer to fp32 than autocast; exact fp32 on other CPUs); auto picks bf16-matmul on CPUs with AMX or "
+        "AVX-512 BF16, bf16 on bf16-capable GPUs and fp32 elsewhere.",
     )
     threads: int | None = Field(default=None, ge=1, description="torch intra-op threads; None leaves torch's default.")
     memory_format: Literal["channels_last", "contiguous"] = Field(
