@@ -8,8 +8,8 @@
   products round their operands to bf16 inside the kernel and accumulate and return fp32
   (torch's ``torch.backends.mkldnn.{conv,matmul}.fp32_precision = "bf16"``). The activations,
   norms, residual sums and skip connections stay fp32, which keeps images closer to fp32's than
-  autocast does (docs/benchmarks.md, "Karlo against diffusers": Karlo's medium config, random
-  weights, 31.6 dB against autocast's 28.7 dB). On CPUs without native bf16 oneDNN ignores the
+  autocast does (docs/benchmarks.md, "Two kinds of bf16": Karlo's medium config, random
+  weights, 31.6 dB against autocast's 28.7 dB, emulated). On CPUs without native bf16 oneDNN ignores the
   setting and computes exact fp32.
 
 bf16 arithmetic pays only where the hardware multiplies bf16 natively: CUDA GPUs that support
@@ -23,12 +23,12 @@ the precision it was drawn in.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, get_args
 
 import torch
 
 Precision = Literal["fp32", "bf16", "bf16-matmul"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-matmul")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def _cpu_feature(name: str) -> bool:
