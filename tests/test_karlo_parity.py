@@ -356,6 +356,17 @@ def test_import_refuses_a_folder_missing_a_part(karlo, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_import_names_a_folder_that_is_not_karlo_at_all(tmp_path):
+    """A folder with none of the parts (a wrong path, say) gets a short message, not the list twice."""
+    from unclip_core.karlo import import_karlo
+
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(InputError, match=r"photos is not a Karlo \(diffusers unCLIP\) folder: it has none of text_encoder/, ") as error:
+        import_karlo(tmp_path / "photos", tmp_path / "out")
+    assert "\n" not in str(error.value) and "expected" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_import_refuses_wrong_shapes_and_leaves_nothing(karlo, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -115,6 +115,10 @@ def check_folder(source: Path) -> None:
     if not source.is_dir():
         raise InputError(f"Karlo folder not found: {source}")
     missing = [f"{part}/" for part in PARTS if not (source / part).is_dir()]
+    if len(missing) == len(PARTS):
+        raise InputError(
+            f"{source} is not a Karlo (diffusers unCLIP) folder: it has none of {', '.join(missing)}"
+        )
     if missing:
         raise InputError(
             f"{source} is not a complete Karlo (diffusers unCLIP) folder: missing {', '.join(missing)} "
