@@ -230,6 +230,103 @@ def test_an_output_that_is_not_png_is_refused_before_any_work(capsys, tmp_path, 
     assert stdout == ""
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", PROMPT],
+        ["vary", "{a}"],
+        ["interpolate", "{a}", "{b}"],
+        ["textdiff", "{a}", "a red circle", "a blue circle"],
+        ["inpaint", "{a}", "{a}", "a red circle"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_an_output_under_a_regular_file_is_refused_before_any_work(capsys, tmp_path, tiny_recipe_path, pictures, monkeypatch, command):
+    """The path is checked before the models load: one line naming the file in the way."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("a pipeline was built for an output that was going to be refused")
+
+    monkeypatch.setattr("unclip_core.recipe.assemble.load_pipeline", no_work)
+    (tmp_path / "notes").write_text("x")
+    argv = [arg.format(a=pictures["a"], b=pictures["b"]) for arg in command]
+    status, stdout, stderr = run(capsys, *argv, "-r", tiny_recipe_path, "-o", tmp_path / "notes" / "sub" / "out.png")
+    assert status == 2 and stdout == ""
+    assert stderr.strip() == f"unclip: error: cannot write output {tmp_path / 'notes' / 'sub' / 'out.png'}: {tmp_path / 'notes'} is a file, not a folder"
+
+
+def test_several_outputs_are_checked_before_the_first_is_written(capsys, tmp_path, tiny_recipe_path):
+    """A folder where the second image would go: refused with nothing written, and an older
+    grid at the same name is kept."""
+    out = tmp_path / "many.png"
+    out.write_bytes(b"older grid")
+    (tmp_path / "many-1.png").mkdir()
+    status, _, stderr = run(capsys, "generate", PROMPT, "-r", tiny_recipe_path, "-n", "2", "-o", out)
+    assert status == 2
+    assert stderr.strip() == f"unclip: error: cannot write output {tmp_path / 'many-1.png'}: it is a folder"
+    assert out.read_bytes() == b"older grid"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many-1.png", "many.png"]
+
+
+def test_a_prompt_left_out_is_not_taken_from_the_overrides(capsys, tmp_path, tiny_recipe_path):
+    status, _, stderr = run(capsys, "generate", "decoder.sampler.config.steps=2", "-r", tiny_recipe_path, "-o", tmp_path / "o.png")
+    assert status == 2
+    assert "no PROMPT given: 'decoder.sampler.config.steps=2' is a recipe override" in stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("eta", ["-1", "2", "nan"])
+def test_vary_refuses_an_eta_outside_0_1(capsys, tmp_path, tiny_recipe_path, pictures, eta):
+    status, _, stderr = run(capsys, "vary", pictures["a"], "-r", tiny_recipe_path, "--eta", eta, "-o", tmp_path / "v.png")
+    assert status == 2 and len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith("unclip: error: --eta must be a number in [0, 1]")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["classify", "{a}", "", "a blue circle"], "label 0 is empty"),
+        (["classify", "{a}", "a red circle"], "give at least two labels"),
+        (["textdiff", "{a}", "", "a blue circle"], "from_caption is empty"),
+        (["textdiff", "{a}", "a red circle", " "], "to_caption is empty"),
+        (["textdiff", "{a}", "a", "b", "--thetas", "0,,1"], "--thetas has an empty item"),
+    ],
+)
+def test_empty_labels_and_captions_are_named(capsys, tiny_recipe_path, pictures, argv, message):
+    status, _, stderr = run(capsys, *[arg.format(a=pictures["a"]) for arg in argv], "-r", tiny_recipe_path)
+    assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ([1, 2], "its unclip settings are not a JSON object"),
+        ({"command": "generate", "recipe": "r.yaml", "prompt": "x", "seed": "abc"}, "'seed' should be int, got 'abc'"),
+        ({"command": "generate", "recipe": "r.yaml", "prompt": "x", "seed": 1, "overrides": "a=b"}, "'overrides' should be a list"),
+        ({"command": "generate", "recipe": "r.yaml", "prompt": "x", "seed": 1, "n": -3}, "'n' should be at least 1, got -3"),
+    ],
+)
+def test_from_names_the_png_whose_settings_were_tampered_with(capsys, tmp_path, settings, message):
+    from PIL.PngImagePlugin import PngInfo
+
+    from unclip_core.images import METADATA_KEY
+
+    info = PngInfo()
+    info.add_text(METADATA_KEY, json.dumps(settings))
+    Image.new("RGB", (8, 8)).save(tmp_path / "edited.png", pnginfo=info)
+    status, _, stderr = run(capsys, "generate", "--from", tmp_path / "edited.png", "-o", tmp_path / "again.png")
+    assert status == 2
+    assert stderr.startswith(f"unclip: error: {tmp_path / 'edited.png'}") and message in stderr
+    assert not (tmp_path / "again.png").exists()
+
+
+def test_a_recipe_of_the_other_kind_is_named_as_such(capsys):
+    status, _, stderr = run(capsys, "generate", PROMPT, "-r", "train/shapes-decoder")
+    assert status == 2 and "is a training recipe (it trains the decoder stage); run it with `unclip train" in stderr
+    status, _, stderr = run(capsys, "train", "shapes")
+    assert status == 2 and "is an inference recipe (it generates images)" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
 # ---------------------------------------------------------------------------------- recipes
 def test_recipe_validate_prints_the_digest(capsys, tiny_recipe_path, tiny_recipe_data):
     status, stdout, _ = run(capsys, "recipe", "validate", tiny_recipe_path)

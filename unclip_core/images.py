@@ -57,7 +57,7 @@ def _read_image_file(source: str | Path) -> Image.Image:
     decoded (PIL's own bomb check is a global setting and only a warning below 2× its limit)."""
     path = Path(source)
     if not path.is_file():
-        raise InputError(f"image file not found: {path}")
+        raise InputError(f"{path} is a folder, not an image" if path.is_dir() else f"image file not found: {path}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -145,7 +145,7 @@ def read_png_metadata(path: str | Path) -> dict[str, Any]:
 def _read_text_chunks(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"image file not found: {path}")
+        raise InputError(f"{path} is a folder, not an image" if path.is_dir() else f"image file not found: {path}")
     try:
         with Image.open(path) as image:
             image.load()

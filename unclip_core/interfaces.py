@@ -65,7 +65,7 @@ class Declared:
 class ComponentConfig(BaseModel):
     """Base for every component's settings: unknown keys are an error, never a warning."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
     def declares(self) -> Declared:
         """What this configuration promises to the rest of the chain (override in plugins)."""

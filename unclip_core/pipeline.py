@@ -167,7 +167,11 @@ class Pipeline:
         return spec.build(spec.config_model.model_validate(settings))
 
     @staticmethod
-    def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
+    def _check_prompts(
+        prompts: str | Sequence[str], what: str = "prompt", names: Sequence[str] | None = None, hint: str = ""
+    ) -> list[str]:
+        """The prompts as a list, or a one-line error naming the one that is not text or is
+        empty: ``what`` and its index (``label 1``), or ``names[index]`` where given."""
         if isinstance(prompts, str):
             prompts = [prompts]
         if not isinstance(prompts, Sequence):  # None, a number, a set: nothing with an order
@@ -176,10 +180,11 @@ class Pipeline:
         if not prompts:
             raise InputError("no prompt given")
         for index, prompt in enumerate(prompts):
+            name = names[index] if names is not None else f"{what} {index}"
             if not isinstance(prompt, str):
-                raise InputError(f"prompt {index} is {type(prompt).__name__}, not text")
+                raise InputError(f"{name} is {type(prompt).__name__}, not text")
             if not prompt.strip():
-                raise InputError(f"prompt {index} is empty; describe the image to generate")
+                raise InputError(f"{name} is empty; {hint or 'describe the image to generate'}")
         return prompts
 
     # ------------------------------------------------------------------ stages
@@ -379,6 +384,8 @@ class Pipeline:
         (unCLIP §3.1), caption unknown so the decoder's text input is dropped."""
         if n < 1:
             raise InputError(f"n must be at least 1, got {n}")
+        if not 0 <= eta <= 1:  # also refuses nan
+            raise InputError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
         generator = self.generator(seed)
         image_embed = self.encode_image([load_image(image)]).repeat(n, 1)
         base = self.decode(image_embed, None, generator, sampler=self._ddim(eta))
@@ -456,10 +463,14 @@ class Pipeline:
     ) -> list[Image.Image]:
         """Edit an image towards a caption change (unCLIP §3.3): z_d = normalize(z_t1 − z_t0),
         decode slerp(z_i, z_d, θ) from the image's fixed DDIM-inverted latent."""
-        self._check_prompts([from_caption, to_caption])
+        self._check_prompts(
+            [from_caption, to_caption], names=["from_caption", "to_caption"], hint="describe the image before and after the edit"
+        )
         thetas = [float(theta) for theta in thetas]
         if not thetas:
             raise InputError("text_diff needs at least one theta")
+        if any(not 0 <= theta <= 1 for theta in thetas):  # also refuses nan
+            raise InputError(f"thetas must be numbers in [0, 1], got {thetas}")
         z_i, x_T = self.invert(image)
         text = self.encode_text([from_caption, to_caption])
         z_d = text_diff_direction(text.embed[0:1].float(), text.embed[1:2].float())
@@ -468,7 +479,9 @@ class Pipeline:
 
     def classify(self, image: Image.Image | str | Path, labels: Sequence[str]) -> dict[str, float]:
         """Zero-shot classification: softmax over CLIP similarities to each label."""
-        labels = self._check_prompts(labels)
+        labels = self._check_prompts(labels, what="label", hint="each label is a caption to score the image against")
+        if len(labels) < 2:  # a softmax over one label is 100% whatever the image
+            raise InputError("give at least two labels to choose between")
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:  # the result maps label → probability, so a repeat would hide its share
             raise InputError(f"each label must be given once; repeated: {', '.join(map(repr, repeated))}")

@@ -57,6 +57,17 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         for name in sorted(set(expected) & set(state))
         if tuple(state[name].shape) != tuple(expected[name].shape)
     ]
+    # A float tensor stored as integers (or the reverse) would load silently after a cast and
+    # draw noise; a NaN anywhere turns every image black. Neither is ever a real weight.
+    kind = [
+        f"{name} ({str(state[name].dtype).removeprefix('torch.')} vs model {str(expected[name].dtype).removeprefix('torch.')})"
+        for name in sorted(set(expected) & set(state))
+        if state[name].is_floating_point() != expected[name].is_floating_point()
+    ]
+    not_a_number = [
+        name for name in sorted(set(expected) & set(state))
+        if state[name].is_floating_point() and state[name].device.type != "meta" and bool(torch.isnan(state[name]).any())
+    ]
     parts = []
     if wrong:
         parts.append(f"shape mismatch for {_listing(wrong, 3)}")
@@ -66,6 +77,10 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         parts.append(f"unexpected {_listing(unexpected)}")
     if parts:
         raise CheckpointError(f"{source} does not fit the model's config: " + "; ".join(parts))
+    if kind:
+        raise CheckpointError(f"{source} stores tensors in the wrong number type: {_listing(kind, 3)}")
+    if not_a_number:
+        raise CheckpointError(f"{source} holds NaN values (a diverged or corrupt save) in {_listing(not_a_number)}")
 
 
 def load_weights(module: nn.Module, path: str | Path, *, initial: bool = False) -> None:

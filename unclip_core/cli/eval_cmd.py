@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from unclip_core.errors import InputError
+from unclip_core.output_paths import check_writable
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +91,7 @@ def run_eval(args: argparse.Namespace) -> int:
             if index is None:
                 raise InputError(f"{args.prompts}: {exc}") from None
             raise InputError(f"{args.prompts}:{lines[index]}: {getattr(exc, 'detail', exc)}") from None
-    save = Path(args.save) if args.save else None
+    save = check_writable(args.save, "--save folder", folder=True) if args.save is not None else None
     pipeline = _pipeline(args)
     pipeline.progress = None  # one bar for the whole run instead of one per stage
     total = sum(case.samples for case in evaluation.cases(prompts))

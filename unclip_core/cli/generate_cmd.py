@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from unclip_core.errors import InputError
+from unclip_core.output_paths import check_writable
 
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
@@ -87,26 +88,31 @@ def _output_path(out: str | Path) -> Path:
         raise InputError(f"output must be a .png file (the settings travel in its metadata), got {out}")
     if path.is_dir():
         raise InputError(f"output {out} is a folder; give a file name ending in .png")
-    return path
+    return check_writable(path)
 
 
 def _write_results(images: list, out: Path, metadata: dict[str, Any], gif: bool = False) -> None:
+    """One image: ``out``. Several: a grid at ``out``, each image beside it as ``out-<i>.png``
+    and, with ``gif``, an animation ``out.gif``. Every path is checked before the first is
+    written, so a folder in the way of the fifth leaves none of them half-done."""
     from unclip_core.images import make_grid, save_gif, save_png
 
     if len(images) == 1:
         save_png(images[0], out, metadata)
         print(out)
         return
+    singles = [out.with_name(f"{out.stem}-{index}.png") for index in range(len(images))]
+    animation = out.with_suffix(".gif") if gif else None
+    for path in [*singles, *([animation] if animation else [])]:
+        check_writable(path)
     save_png(make_grid(images), out, metadata)
     print(out)
-    for index, image in enumerate(images):
-        path = out.with_name(f"{out.stem}-{index}.png")
+    for index, (image, path) in enumerate(zip(images, singles)):
         save_png(image, path, {**metadata, "index": index})
         print(path)
-    if gif:
-        path = out.with_suffix(".gif")
-        save_gif(images, path)
-        print(path)
+    if animation is not None:
+        save_gif(images, animation)
+        print(animation)
 
 
 def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any]:
@@ -134,6 +140,8 @@ def run_generate(args: argparse.Namespace) -> int:
         return _regenerate(args)
     if args.prompt is None:
         raise InputError("give a PROMPT (or --from IMAGE.png to reproduce an image)")
+    if _OVERRIDE.match(args.prompt):  # argparse fills PROMPT first, so the caption was left out
+        raise InputError(f"no PROMPT given: {args.prompt!r} is a recipe override; put the caption first, in quotes")
     if args.n < 1:
         raise InputError(f"-n must be at least 1, got {args.n}")
     out = _output_path(args.out)
@@ -161,21 +169,39 @@ def _keep_recorded_precision(pipeline, meta: dict[str, Any], source: str, extra_
     print(f"unclip: {source} was drawn in {recorded}; redrawing it in {recorded}, not {chosen}", file=sys.stderr)
 
 
+def _checked_settings(meta: Any, source: str) -> dict[str, Any]:
+    """The settings a PNG records, checked before they are used: a file edited by hand (or by
+    another program) gets one line naming the PNG and the setting, not a traceback."""
+    if not isinstance(meta, dict):
+        raise InputError(f"{source}: its unclip settings are not a JSON object")
+    if meta.get("command") != "generate":
+        raise InputError(f"{source} was not written by `unclip generate`")
+    missing = [key for key in ("recipe", "prompt", "seed") if meta.get(key) is None]
+    if missing:
+        raise InputError(f"{source}: its unclip settings lack {', '.join(missing)}")
+    expected = {"recipe": str, "prompt": str, "seed": int, "n": int, "index": int}
+    for key, kind in expected.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise InputError(f"{source}: its unclip setting {key!r} should be {kind.__name__}, got {value!r}")
+    overrides = meta.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise InputError(f"{source}: its unclip setting 'overrides' should be a list of KEY=VALUE texts, got {overrides!r}")
+    if meta.get("n", 1) < 1:
+        raise InputError(f"{source}: its unclip setting 'n' should be at least 1, got {meta['n']}")
+    return meta
+
+
 def _regenerate(args: argparse.Namespace) -> int:
     from unclip_core.images import read_png_metadata, save_png
 
     default_out = Path(args.from_png).with_name(Path(args.from_png).stem + "-again.png")
     out = _output_path(args.out if args.out != "unclip.png" else default_out)
-    meta = read_png_metadata(args.from_png)
-    if meta.get("command") != "generate":
-        raise InputError(f"{args.from_png} was not written by `unclip generate`")
-    missing = [key for key in ("recipe", "prompt", "seed") if meta.get(key) is None]
-    if missing:
-        raise InputError(f"{args.from_png}: its unclip settings lack {', '.join(missing)}")
+    meta = _checked_settings(read_png_metadata(args.from_png), args.from_png)
     extra_overrides = list(args.overrides)
     args.recipe = meta["recipe"]
     args.overrides = list(meta.get("overrides") or []) + extra_overrides
-    args.seed = int(meta["seed"])
+    args.seed = meta["seed"]
     pipeline = _pipeline(args)
     if not extra_overrides and pipeline.recipe.digest != meta.get("recipe_digest"):
         print(
@@ -183,10 +209,10 @@ def _regenerate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     _keep_recorded_precision(pipeline, meta, args.from_png, extra_overrides)
-    n = int(meta.get("n", 1))
+    n = meta.get("n", 1)
     images = pipeline.generate([meta["prompt"]], n=n, seed=args.seed)
     index = meta.get("index")
-    if index is not None and not 0 <= int(index) < n:
+    if index is not None and not 0 <= index < n:
         raise InputError(f"{args.from_png}: its settings name image {index} of {n}")
     # The copy records what made *it*: extra overrides given now are part of that.
     meta = {**meta, "overrides": args.overrides, "recipe_digest": pipeline.recipe.digest}
@@ -202,6 +228,10 @@ def _regenerate(args: argparse.Namespace) -> int:
 
 
 def run_vary(args: argparse.Namespace) -> int:
+    if not 0 <= args.eta <= 1:  # also refuses nan
+        raise InputError(f"--eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {args.eta}")
+    if args.n < 1:
+        raise InputError(f"-n must be at least 1, got {args.n}")
     out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.variations(args.image, n=args.n, seed=args.seed, eta=args.eta)
@@ -219,8 +249,11 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def run_textdiff(args: argparse.Namespace) -> int:
+    items = args.thetas.split(",")
+    if any(not item.strip() for item in items):
+        raise InputError(f"--thetas has an empty item: {args.thetas!r}; give comma-separated numbers in [0, 1]")
     try:
-        thetas = [float(x) for x in args.thetas.split(",") if x.strip()]
+        thetas = [float(x) for x in items]
     except ValueError:
         raise InputError(f"--thetas must be comma-separated numbers, got {args.thetas!r}") from None
     if not thetas or any(not 0 <= t <= 1 for t in thetas):

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from unclip_core.errors import UnclipError
@@ -62,17 +63,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = list(args.overrides or []) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if not args.debug:
+        warnings.showwarning = _one_line_warning
     try:
         result = args.handler(args)
         return int(result or 0)
-    except UnclipError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"unclip: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("unclip: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = _user_message(exc)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"unclip: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _user_message(exc: Exception) -> str | None:
+    """One line for the errors a user can cause, or None for a bug (which keeps its traceback).
+
+    Besides the framework's own errors: the operating system refusing a file (a path under a
+    regular file, no permission, a full disk) and running out of memory (``-n 100000``) are
+    the user's to fix, and a traceback tells them less than the file name or the advice."""
+    if isinstance(exc, UnclipError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+        return f"{exc.strerror or exc}: {where}"
+    out_of_memory = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+    if out_of_memory or (isinstance(exc, RuntimeError) and _OUT_OF_MEMORY in str(exc)):
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"out of memory ({first_line[:160]}); ask for fewer images at once (-n) or free memory"
+    return None
+
+
+_OUT_OF_MEMORY = "can't allocate memory"
+"""What torch's CPU allocator says when an allocation fails (a GPU's failure is
+``torch.OutOfMemoryError``)."""
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings as ``unclip: warning: ...`` on one line, without the source line Python's
+    default format prints under them (``--debug`` restores that)."""
+    text = " ".join(str(message).split())
+    print(f"unclip: warning: {text}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

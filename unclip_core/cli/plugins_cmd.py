@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +75,8 @@ def run_export(args: argparse.Namespace) -> int:
     from unclip_core.registry import default_registry
     from unclip_core.registry_export import export_registry
 
-    written = export_registry(default_registry(), Path(args.out), include_third_party=args.all)
+    from unclip_core.output_paths import check_writable
+
+    written = export_registry(default_registry(), check_writable(args.out, "registry folder", folder=True), include_third_party=args.all)
     print(f"wrote {len(written)} files to {args.out}/")
     return 0

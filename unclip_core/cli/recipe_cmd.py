@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from unclip_core.errors import InputError
+from unclip_core.output_paths import check_writable
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -107,7 +108,7 @@ def run_cp(args: argparse.Namespace) -> int:
     from unclip_core.recipe.files import find_recipe, read_yaml
 
     source = find_recipe(args.recipe)
-    destination = Path(args.destination)
+    destination = check_writable(args.destination, "recipe copy", folder=Path(args.destination).is_dir())
     if destination.is_dir():
         destination = destination / source.name
     if destination.exists() and not args.force:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from unclip_core.devices import check_device
 from unclip_core.errors import CheckpointError, PluginError, RecipeError
 from unclip_core.pipeline import Pipeline, PipelineSettings
 from unclip_core.precision import resolve_precision
@@ -83,6 +84,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
     recipe = resolved.recipe
     device = recipe.runtime.device
     try:
+        check_device(device)
         precision = resolve_precision(recipe.runtime.precision, device)
     except ValueError as exc:  # before any weights load
         raise RecipeError(f"{resolved.source or 'recipe'}: {exc}") from None

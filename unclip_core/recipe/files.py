@@ -136,6 +136,8 @@ def load_recipe(
     """Find, parse, override and fully validate a recipe."""
     path = find_recipe(name_or_path)
     data = read_yaml(path)
+    if isinstance(data, dict) and "stage" in data and "decoder" not in data:
+        raise RecipeError(f"{path} is a training recipe (it trains the {data['stage']} stage); run it with `unclip train {path}`")
     if isinstance(data, dict):
         # Slot files are read before each override (so `prior.guidance_scale=3` reaches into one,
         # even one an earlier override named) and after the last (`prior=shapes-prior-ar.yaml`).

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from unclip_core.errors import CheckpointError, UnclipError
+from unclip_core.output_paths import check_writable
 from unclip_core.recipe.assemble import build_component
 from unclip_core.registry import Registry, default_registry
 from unclip_core.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -129,7 +130,14 @@ def train(
             f"train.batch_size {settings.batch_size} is not divisible by world size {dist.world_size} "
             f"x train.accumulation {settings.accumulation}"
         )
-    out = run_folder(resolved, out_dir)
+    if max_steps is not None and max_steps < 1:
+        raise UnclipError(f"--max-steps must be at least 1, got {max_steps}")
+    out = check_writable(run_folder(resolved, out_dir), "run folder", folder=True)
+    export = recipe.output.export
+    if export:  # checked now: finding it unwritable after the training would waste the run
+        if Path(export).suffix != ".safetensors":
+            raise UnclipError(f"output.export must name a .safetensors file, got {export}")
+        check_writable(resolved.base_dir / export, "output.export")
     checkpoint_path = out / CHECKPOINT_NAME
     if checkpoint_path.exists() and not resume:
         raise UnclipError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out")

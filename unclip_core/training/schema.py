@@ -24,7 +24,7 @@ Stage = Literal["encoder", "prior", "decoder", "upsampler"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatasetSlot(_Strict):

@@ -84,6 +84,11 @@ def load_training(name_or_path: str | Path, overrides=(), registry: Registry | N
 
     path = find_recipe(name_or_path)
     data = read_yaml(path)
+    if isinstance(data, dict) and "stage" not in data and "decoder" in data:
+        raise RecipeError(
+            f"{path} is an inference recipe (it generates images); `unclip train` takes a training recipe "
+            "such as train/shapes-decoder (see recipes/train/)"
+        )
     if isinstance(data, dict):
         data = apply_overrides(data, overrides)
     return validate_training(data, registry or default_registry(), base_dir=path.parent, source=path)
