@@ -27,7 +27,7 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
     p.add_argument("-o", "--out", default=default_out, help=f"output file (default: {default_out})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. decoder.guidance_scale=2")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. decoder.guidance_scale=2")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

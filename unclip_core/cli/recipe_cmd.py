@@ -25,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ):
         q = rsub.add_parser(name, help=helptext)
         q.add_argument("recipe", help="a recipe file or the name of a shipped recipe")
-        q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. decoder.sampler.config.steps=25")
+        q.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. decoder.sampler.config.steps=25")
         q.set_defaults(handler=handler)
 
     cp = rsub.add_parser("cp", help="copy a shipped recipe to edit it (weights paths stay valid)")
