@@ -299,3 +299,106 @@ def test_embed_then_prior_trains_without_running_clip(tmp_path, registry, tiny_r
     Path("emb/00001.text_mask.npy").unlink()
     with pytest.raises(UnclipError, match=r"no precomputed embeddings for shard .*00001.tar"):
         train(precomputed, registry=registry, out_dir=tmp_path / "z", progress=False)
+
+
+def _folder_state(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_embed_failures_leave_the_output_folder_as_it_was(tmp_path, tiny_recipe_data, capsys, monkeypatch):
+    """A run that fails on bad input (an undecodable image, a wrong --image-key or --caption-key,
+    one bad shard among good ones) creates no folder, and leaves an existing one byte for byte
+    as it was: its embeddings.json never lists a shard that failed, replaced files come back.
+    The bad image is named by shard and member, not by PIL's in-memory file."""
+    monkeypatch.chdir(tmp_path)
+    write_shards(tmp_path / "shards", [3, 2])
+    for shard, members in (("00002", (("bad.png", b"not a png"), ("bad.txt", b"a caption"))),
+                           ("latin", (("cafe.png", png(0)), ("cafe.txt", "café".encode("latin-1"))))):
+        with tarfile.open(f"shards/{shard}.tar", "w") as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    Path("prior.yaml").write_text(yaml.safe_dump(shards_recipe(tiny_recipe_data, "prior", "shards/*.tar")))
+
+    def embed(*args: str) -> tuple[int, str]:
+        code = unclip(["embed", *args, "--recipe", "prior.yaml"])
+        return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+    # A new folder (and its new parent) is not left behind.
+    code, err = embed("shards/00002.tar", "--out", "new/emb")
+    assert code == 2 and err.endswith("shards/00002.tar: member bad.png cannot be decoded as an image (not an image format PIL knows)")
+    assert "BytesIO" not in err and not Path("new").exists()
+    for option, message in ((["--image-key", "jpg"], "has no image (looked for jpg; it has png, txt)"),
+                            (["--caption-key", "md"], "has no caption (.md)")):
+        code, err = embed("shards/00000.tar", *option, "--out", "new/emb")
+        assert code == 2 and err.endswith(message) and not Path("new").exists()
+    code, err = embed("shards/latin.tar", "--out", "new/emb")
+    assert code == 2 and err.endswith("shards/latin.tar: member cafe.txt is not UTF-8 text (unexpected end of data at byte 3)")
+    assert not Path("new").exists()
+    code, err = embed("shards/{00000,00002}.tar", "--out", "new/emb")
+    assert code == 2 and "member bad.png" in err and not Path("new").exists(), "the good shard's files were left"
+
+    # An existing folder comes back as it was, replaced files included (--overwrite in float16).
+    assert embed("shards/00000.tar", "--out", "emb")[0] == 0
+    before = _folder_state(tmp_path / "emb")
+    assert json.loads(before["embeddings.json"])["shards"] == ["00000"]
+    for args in (["shards/{00001,00002}.tar"], ["shards/{00000,00002}.tar", "--overwrite", "--dtype", "float16"]):
+        code, err = embed(*args, "--out", "emb")
+        assert code == 2 and "member bad.png" in err
+        assert _folder_state(tmp_path / "emb") == before, args
+
+    # The good shards of a later run are added; the manifest lists exactly the complete shards.
+    assert embed("shards/{00000,00001}.tar", "--out", "emb")[0] == 0
+    assert json.loads(Path("emb/embeddings.json").read_text())["shards"] == ["00000", "00001"]
+
+
+def test_embed_interrupted_keeps_the_finished_shards(tmp_path, tiny_recipe_data, capsys, monkeypatch):
+    """An interruption (not bad input) keeps the shards already written, so a rerun continues;
+    the manifest lists only those."""
+    from unclip_core.training import precompute
+
+    monkeypatch.chdir(tmp_path)
+    write_shards(tmp_path / "shards", [3, 2])
+    Path("prior.yaml").write_text(yaml.safe_dump(shards_recipe(tiny_recipe_data, "prior", "shards/*.tar")))
+    encode = precompute._encode_shard
+
+    def interrupted(dataset, encoder, url, batch_size):
+        if url.endswith("00001.tar"):
+            raise KeyboardInterrupt
+        return encode(dataset, encoder, url, batch_size)
+
+    monkeypatch.setattr(precompute, "_encode_shard", interrupted)
+    assert unclip(["embed", "shards/*.tar", "--recipe", "prior.yaml", "--out", "emb"]) == 130
+    assert json.loads(Path("emb/embeddings.json").read_text())["shards"] == ["00000"]
+    assert not [p for p in Path("emb").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(precompute, "_encode_shard", encode)
+    capsys.readouterr()
+    assert unclip(["embed", "shards/*.tar", "--recipe", "prior.yaml", "--out", "emb"]) == 0
+    assert json.loads(capsys.readouterr().out)["shards_skipped"] == 1
+    assert json.loads(Path("emb/embeddings.json").read_text())["shards"] == ["00000", "00001"]
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "7", "4097"])
+def test_embed_names_a_bad_size_before_anything_else(tmp_path, tiny_recipe_data, capsys, monkeypatch, size):
+    """--size 0 is not the default size; a bad --size is named as the option, also when --out
+    already holds embeddings (it was "another encoder or image size")."""
+    monkeypatch.chdir(tmp_path)
+    Path("emb").mkdir()
+    Path("emb/embeddings.json").write_text(json.dumps({"format": "unclip-embeddings-v1", "size": 32}))
+    before = _folder_state(tmp_path / "emb")
+    assert unclip(["embed", "shards/*.tar", "--recipe", "prior.yaml", "--out", "emb", "--size", size]) == 2
+    assert capsys.readouterr().err.strip() == f"unclip: error: --size must be between 8 and 4096 (pixels), got {size}"
+    assert _folder_state(tmp_path / "emb") == before
+
+
+def test_embed_refuses_an_empty_or_file_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("afile").write_text("keep")
+    for out, message in (("", "--out is empty; give the folder for the embeddings"),
+                         ("afile", "--out afile is a file, not a folder"),
+                         ("afile/emb", "--out afile/emb cannot be made: afile is a file")):
+        assert unclip(["embed", "shards/*.tar", "--recipe", "prior.yaml", "--out", out]) == 2
+        assert capsys.readouterr().err.strip() == f"unclip: error: {message}"
+    assert Path("afile").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -393,8 +393,92 @@ def test_import_refuses_a_config_it_cannot_build(karlo, tmp_path):
     config["act_fn"] = "mish"
     (broken / "decoder" / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=r"decoder/config.json describes a model unclip does not build: act_fn='mish'"):
+        import_karlo(broken, tmp_path / "new" / "deeper" / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["karlo-broken"], "the folders made for --out were left"
+
+
+@pytest.mark.parametrize(
+    ("file", "key", "value", "message"),
+    [
+        ("decoder/config.json", "layers_per_block", "two", r"decoder/config.json: layers_per_block 'two'; expected an integer"),
+        ("decoder/config.json", "layers_per_block", None, r"decoder/config.json: no layers_per_block$"),
+        ("decoder/config.json", "block_out_channels", 32, r"decoder/config.json: block_out_channels 32; expected a list of integers"),
+        ("prior/config.json", "embedding_dim", None, r"prior/config.json: no embedding_dim$"),
+        ("text_encoder/config.json", "hidden_size", "wide", r"text_encoder/config.json: hidden_size 'wide'; expected an integer"),
+        ("super_res_first/config.json", "add_attention", "yes", r"super_res_first/config.json: add_attention 'yes'; expected true or false"),
+        ("prior_scheduler/scheduler_config.json", "clip_sample_range", "5",
+         r"prior_scheduler/scheduler_config.json: clip_sample_range '5'; expected a number"),
+    ],
+    ids=["wrong-int", "missing", "not-a-list", "missing-prior", "text-encoder", "not-a-bool", "scheduler"],
+)
+def test_import_names_the_file_and_key_of_a_bad_config_value(karlo, tmp_path, file, key, value, message):
+    """A missing or wrong-typed value is one line naming the config file and the key (it was a
+    ValueError's traceback from int())."""
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    broken = _broken_copy(folder, tmp_path)
+    config = json.loads((broken / file).read_text())
+    if value is None:
+        del config[key]
+    else:
+        config[key] = value
+    (broken / file).write_text(json.dumps(config))
+    if file.startswith("super_res_first"):  # both nets must agree, or that is the error
+        (broken / "super_res_last" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=message) as error:
         import_karlo(broken, tmp_path / "out")
+    assert "\n" not in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["karlo-broken"]
+
+
+def test_import_names_the_tokenizer_folder_not_its_temporary_copy(karlo, tmp_path):
+    """An empty tokenizer/ or an unreadable tokenizer.json is named as the Karlo folder's, on one
+    short line, not as the hidden folder the import writes to, nor as a pydantic dump or a traceback."""
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    broken = _broken_copy(folder, tmp_path)
+    for path in (broken / "tokenizer").iterdir():
+        path.unlink()
+    with pytest.raises(InputError, match=r"^tokenizer/ is empty: expected the tokenizer files of a CLIP tokenizer$"):
+        import_karlo(broken, tmp_path / "out")
+    shutil.copytree(folder / "tokenizer", broken / "tokenizer", dirs_exist_ok=True)
+    (broken / "tokenizer" / "tokenizer.json").write_text("garbage")
+    with pytest.raises(InputError, match=r"^tokenizer/tokenizer.json is not readable JSON \(Expecting value") as error:
+        import_karlo(broken, tmp_path / "out")
+    assert "\n" not in str(error.value) and "importing" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["karlo-broken"], "no temporary folder left"
+
+
+def test_import_refuses_files_and_folders_it_must_not_replace(karlo, tmp_path):
+    """A file given as the Karlo folder is called a file; --out must not be empty, a file (even
+    with --force), a folder holding the Karlo folder, or (with --force) a folder of something else."""
+    from unclip_core.karlo import import_karlo
+
+    _, folder, _ = karlo
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    with pytest.raises(InputError, match=r"afile is a file, not a Karlo folder"):
+        import_karlo(afile, tmp_path / "out")
+    with pytest.raises(InputError, match=r"^--out is empty"):
+        import_karlo(folder, "")
+    for force in (False, True):
+        with pytest.raises(InputError, match=r"^--out .*afile is a file; --force replaces only an output folder$"):
+            import_karlo(folder, afile, force=force)
+    with pytest.raises(InputError, match=r"cannot create the output folder .*afile/sub: .*afile is a file"):
+        import_karlo(folder, afile / "sub")
+    assert afile.read_text() == "keep me"
+    with pytest.raises(InputError, match=r"the output folder .* holds the Karlo folder"):
+        import_karlo(folder, folder.parent, force=True)
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_text("keep me too")
+    with pytest.raises(InputError, match=r"photos is not a folder unclip import karlo wrote \(it has no karlo.yaml\); "
+                                         r"--force replaces only such a folder"):
+        import_karlo(folder, other, force=True)
+    assert (other / "cat.jpg").read_text() == "keep me too" and folder.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "photos"]
 
 
 def test_import_reads_a_config_written_by_an_older_diffusers(karlo, tmp_path):

@@ -112,6 +112,8 @@ def read_weights(part: Path) -> dict[str, torch.Tensor]:
 
 def check_folder(source: Path) -> None:
     """One-line error unless ``source`` holds every part of a diffusers unCLIP folder."""
+    if source.exists() and not source.is_dir():
+        raise InputError(f"{source} is a file, not a Karlo folder (give the folder that holds text_encoder/, prior/, ...)")
     if not source.is_dir():
         raise InputError(f"Karlo folder not found: {source}")
     missing = [f"{part}/" for part in PARTS if not (source / part).is_dir()]
@@ -126,6 +128,29 @@ def check_folder(source: Path) -> None:
         )
 
 
+def check_tokenizer(folder: Path) -> None:
+    """One-line error unless ``folder`` (the Karlo folder's ``tokenizer/``) holds a CLIP
+    tokenizer transformers can load: its files named, its JSON readable."""
+    if not (folder / "tokenizer.json").is_file() and not (
+        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    ):
+        what = "is empty" if not any(folder.iterdir()) else "holds no tokenizer.json (nor vocab.json with merges.txt)"
+        raise InputError(f"{folder.name}/ {what}: expected the tokenizer files of a CLIP tokenizer")
+    for name in ("tokenizer.json", "vocab.json"):
+        if (folder / name).is_file():
+            _read_json(folder / name)
+    try:
+        from transformers import CLIPTokenizer
+    except ImportError:  # pragma: no cover - the hf-clip build names the missing package
+        return
+    try:
+        CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever transformers raises is one line
+        raise InputError(
+            f"{folder.name}/: transformers cannot load it as a CLIP tokenizer ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from None
+
+
 # --------------------------------------------------------------------------------------
 # Settings from the folder's configs
 # --------------------------------------------------------------------------------------
@@ -134,7 +159,81 @@ def _require(condition: bool, message: str) -> None:
         raise InputError(message)
 
 
-def _scheduler(config: dict[str, Any], part: str, prediction: str) -> dict[str, Any]:
+_MISSING = object()
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+class _Config(dict):
+    """One part's JSON config whose values are read with their type checked: a missing or
+    wrong-typed value is one error naming the file and the key (``decoder/config.json:
+    layers_per_block 'two'; expected an integer``)."""
+
+    def __init__(self, data: Mapping[str, Any], name: str):
+        super().__init__(data)
+        self.name = name
+
+    def _get(self, key: str, default: Any) -> Any:
+        if key in self:
+            return self[key]
+        if default is _MISSING:
+            raise InputError(f"{self.name}: no {key}")
+        return default
+
+    def _wrong(self, key: str, value: Any, expected: str) -> InputError:
+        return InputError(f"{self.name}: {key} {_shown(value)}; expected {expected}")
+
+    def integer(self, key: str, default: Any = _MISSING) -> int:
+        value = self._get(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._wrong(key, value, "an integer")
+        return value
+
+    def number(self, key: str, default: Any = _MISSING) -> float:
+        value = self._get(key, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self._wrong(key, value, "a number")
+        return float(value)
+
+    def flag(self, key: str, default: Any = _MISSING) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self._wrong(key, value, "true or false")
+        return value
+
+    def integers(self, key: str, default: Any = _MISSING) -> list[int]:
+        value = self._get(key, default)
+        if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise self._wrong(key, value, "a list of integers")
+        return list(value)
+
+    def numbers(self, key: str, default: Any = _MISSING) -> list[float]:
+        value = self._get(key, default)
+        if not isinstance(value, list) or not value or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise self._wrong(key, value, "a list of numbers")
+        return [float(v) for v in value]
+
+    def names(self, key: str, default: Any = _MISSING) -> list[str]:
+        value = self._get(key, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._wrong(key, value, "a list of names")
+        return list(value)
+
+
+def _config(source: Path, part: str, name: str = "config.json") -> _Config:
+    return _Config(_read_json(source / part / name), f"{part}/{name}")
+
+
+def _scheduler(config: _Config, part: str, prediction: str) -> dict[str, Any]:
     """The ``unclip-scheduler`` settings of a scheduler config, after checking what the model must match."""
     _require(config.get("_class_name", "UnCLIPScheduler") == "UnCLIPScheduler",
              f"{part}/: expected an UnCLIPScheduler, got {config.get('_class_name')}")
@@ -142,9 +241,9 @@ def _scheduler(config: dict[str, Any], part: str, prediction: str) -> dict[str, 
              f"{part}/: beta_schedule {config.get('beta_schedule')!r} is not supported (UnCLIPScheduler has only squaredcos_cap_v2)")
     _require(config.get("prediction_type", "epsilon") == prediction,
              f"{part}/: prediction_type {config.get('prediction_type')!r}, but the model predicts {prediction!r}")
-    settings: dict[str, Any] = {"clip_sample": bool(config.get("clip_sample", True))}
+    settings: dict[str, Any] = {"clip_sample": config.flag("clip_sample", True)}
     if settings["clip_sample"]:
-        settings["clip_sample_range"] = float(config.get("clip_sample_range", 1.0))
+        settings["clip_sample_range"] = config.number("clip_sample_range", 1.0)
     return settings
 
 
@@ -160,21 +259,24 @@ def _variance(config: dict[str, Any], part: str, learned: bool) -> str:
 
 
 def derive_settings(source: Path) -> dict[str, Any]:
-    """Every component's settings (and the samplers') from the folder's config files."""
-    cfg = {part: _read_json(source / part / "config.json") for part in MODEL_PARTS}
-    sched = {part: _read_json(source / part / "scheduler_config.json") for part in SCHEDULER_PARTS}
-    tokenizer_cfg = _read_json(source / "tokenizer" / "tokenizer_config.json") if (source / "tokenizer" / "tokenizer_config.json").is_file() else {}
+    """Every component's settings (and the samplers') from the folder's config files. A value
+    missing or of the wrong type is an error naming the file and the key."""
+    cfg = {part: _config(source, part) for part in MODEL_PARTS}
+    sched = {part: _config(source, part, "scheduler_config.json") for part in SCHEDULER_PARTS}
+    tokenizer_file = source / "tokenizer" / "tokenizer_config.json"
+    tokenizer_cfg = _config(source, "tokenizer", "tokenizer_config.json") if tokenizer_file.is_file() else _Config({}, "")
 
     text = cfg["text_encoder"]
-    width = int(text.get("hidden_size", 512))
-    embed_dim = int(text.get("projection_dim", 512))
-    length = int(tokenizer_cfg.get("model_max_length") or text.get("max_position_embeddings", 77))
-    length = min(length, int(text.get("max_position_embeddings", 77)))
+    width = text.integer("hidden_size", 512)
+    embed_dim = text.integer("projection_dim", 512)
+    positions = text.integer("max_position_embeddings", 77)
+    length = tokenizer_cfg.integer("model_max_length") if tokenizer_cfg.get("model_max_length") else positions
+    length = min(length, positions)
 
     prior = cfg["prior"]
-    _require(int(prior["embedding_dim"]) == embed_dim,
+    _require(prior.integer("embedding_dim") == embed_dim,
              f"prior/: embedding_dim {prior['embedding_dim']} differs from the text encoder's projection_dim {embed_dim}")
-    _require(int(prior.get("num_embeddings", 77)) == length,
+    _require(prior.integer("num_embeddings", 77) == length,
              f"prior/: num_embeddings {prior.get('num_embeddings')} differs from the tokenizer's length {length}")
     _require(width == embed_dim,
              f"text_encoder/: hidden_size {width} differs from projection_dim {embed_dim}; Karlo's prior reads "
@@ -184,75 +286,74 @@ def derive_settings(source: Path) -> dict[str, Any]:
         "embed_dim": embed_dim,
         "text_width": width,
         "context_length": length,
-        "num_layers": int(prior["num_layers"]),
-        "num_attention_heads": int(prior["num_attention_heads"]),
-        "attention_head_dim": int(prior["attention_head_dim"]),
+        "num_layers": prior.integer("num_layers"),
+        "num_attention_heads": prior.integer("num_attention_heads"),
+        "attention_head_dim": prior.integer("attention_head_dim"),
         "beta_schedule": "cosine",
-        "num_train_timesteps": int(sched["prior_scheduler"].get("num_train_timesteps", 1000)),
+        "num_train_timesteps": sched["prior_scheduler"].integer("num_train_timesteps", 1000),
         "variance_type": _variance(sched["prior_scheduler"], "prior_scheduler", False),
         "clip_range": prior_sampler.get("clip_sample_range"),
         "normalize_output": False,
     }
 
     decoder, text_proj = cfg["decoder"], cfg["text_proj"]
-    _require(int(text_proj.get("clip_embeddings_dim", 768)) == embed_dim,
+    _require(text_proj.integer("clip_embeddings_dim", 768) == embed_dim,
              f"text_proj/: clip_embeddings_dim {text_proj.get('clip_embeddings_dim')} differs from the embedding size {embed_dim}")
-    _require(int(decoder.get("in_channels", 4)) == 3, f"decoder/: in_channels {decoder.get('in_channels')}; the decoder draws RGB images")
-    out_channels = int(decoder.get("out_channels", 4))
+    _require(decoder.integer("in_channels", 4) == 3, f"decoder/: in_channels {decoder.get('in_channels')}; the decoder draws RGB images")
+    out_channels = decoder.integer("out_channels", 4)
     _require(out_channels in (3, 6), f"decoder/: out_channels {out_channels}; expected 3 or 6 (with a learned variance)")
-    down = list(decoder.get("down_block_types") or [])
+    down = decoder.names("down_block_types", [])
     decoder_settings = {
-        "image_size": int(decoder["sample_size"]),
+        "image_size": decoder.integer("sample_size"),
         "embed_dim": embed_dim,
         "text_width": width,
         "context_length": length,
-        "block_out_channels": [int(c) for c in decoder["block_out_channels"]],
-        "layers_per_block": int(decoder["layers_per_block"]),
+        "block_out_channels": decoder.integers("block_out_channels"),
+        "layers_per_block": decoder.integer("layers_per_block"),
         "attention_levels": [kind == "SimpleCrossAttnDownBlock2D" for kind in down],
-        "attention_head_dim": int(decoder["attention_head_dim"]),
-        "cross_attention_dim": int(decoder["cross_attention_dim"]),
-        "extra_context_tokens": int(text_proj.get("clip_extra_context_tokens", 4)),
-        "norm_num_groups": int(decoder.get("norm_num_groups", 32)),
+        "attention_head_dim": decoder.integer("attention_head_dim"),
+        "cross_attention_dim": decoder.integer("cross_attention_dim"),
+        "extra_context_tokens": text_proj.integer("clip_extra_context_tokens", 4),
+        "norm_num_groups": decoder.integer("norm_num_groups", 32),
         "scale_shift_norm": decoder.get("resnet_time_scale_shift") == "scale_shift",
         "prediction_type": "eps",
         "variance_type": _variance(sched["decoder_scheduler"], "decoder_scheduler", out_channels == 6),
         "beta_schedule": "cosine",
-        "num_train_timesteps": int(sched["decoder_scheduler"].get("num_train_timesteps", 1000)),
+        "num_train_timesteps": sched["decoder_scheduler"].integer("num_train_timesteps", 1000),
     }
     decoder_sampler = _scheduler(sched["decoder_scheduler"], "decoder_scheduler", "epsilon")
 
     first, last = cfg["super_res_first"], cfg["super_res_last"]
     differing = sorted(k for k in set(first) | set(last) if k not in _IGNORED_CONFIG_KEYS and first.get(k) != last.get(k))
     _require(not differing, f"super_res_first/ and super_res_last/ differ in {', '.join(differing)}; they must be one architecture")
-    sr_out = int(first.get("out_channels", 3))
-    _require(int(first.get("in_channels", 3)) == 6, f"super_res_first/: in_channels {first.get('in_channels')}; expected 6 (noisy image + condition)")
+    sr_out = first.integer("out_channels", 3)
+    _require(first.integer("in_channels", 3) == 6, f"super_res_first/: in_channels {first.get('in_channels')}; expected 6 (noisy image + condition)")
     upsampler_settings = {
         "input_size": decoder_settings["image_size"],
-        "image_size": int(first["sample_size"]),
-        "block_out_channels": [int(c) for c in first["block_out_channels"]],
-        "layers_per_block": int(first["layers_per_block"]),
-        "mid_attention": bool(first.get("add_attention", True)),
-        "attention_head_dim": int(first.get("attention_head_dim") or 8),
-        "norm_num_groups": int(first.get("norm_num_groups", 32)),
+        "image_size": first.integer("sample_size"),
+        "block_out_channels": first.integers("block_out_channels"),
+        "layers_per_block": first.integer("layers_per_block"),
+        "mid_attention": first.flag("add_attention", True),
+        "attention_head_dim": first.integer("attention_head_dim") if first.get("attention_head_dim") else 8,
+        "norm_num_groups": first.integer("norm_num_groups", 32),
         "scale_shift_norm": first.get("resnet_time_scale_shift") == "scale_shift",
         "last_step_unet": True,
         "prediction_type": "eps",
         "variance_type": _variance(sched["super_res_scheduler"], "super_res_scheduler", sr_out == 6),
         "beta_schedule": "cosine",
-        "num_train_timesteps": int(sched["super_res_scheduler"].get("num_train_timesteps", 1000)),
+        "num_train_timesteps": sched["super_res_scheduler"].integer("num_train_timesteps", 1000),
     }
     upsampler_sampler = _scheduler(sched["super_res_scheduler"], "super_res_scheduler", "epsilon")
 
-    encoder = {"text_config": text, "context_length": length}
+    encoder: dict[str, Any] = {"text_config": dict(text), "context_length": length}
     if (source / "image_encoder").is_dir():
         encoder["vision_config"] = _read_json(source / "image_encoder" / "config.json")
-        processor = source / "feature_extractor" / "preprocessor_config.json"
-        if processor.is_file():
-            pre = _read_json(processor)
+        if (source / "feature_extractor" / "preprocessor_config.json").is_file():
+            pre = _config(source, "feature_extractor", "preprocessor_config.json")
             if pre.get("image_mean"):
-                encoder["image_mean"] = [float(v) for v in pre["image_mean"]]
+                encoder["image_mean"] = pre.numbers("image_mean")
             if pre.get("image_std"):
-                encoder["image_std"] = [float(v) for v in pre["image_std"]]
+                encoder["image_std"] = pre.numbers("image_std")
     return {
         "encoder": encoder,
         "prior": prior_settings,
@@ -390,6 +491,31 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 
 
+def _check_out(out: Path, source: Path, force: bool) -> None:
+    """The output folder may be new, or (with ``force``) an earlier import's folder; never a
+    file, the Karlo folder or a folder holding it, nor a folder of something else."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; --force replaces only an output folder")
+    if out == source or source in out.parents:
+        raise InputError(f"the output folder {out} must not be inside the Karlo folder {source}")
+    if out in source.parents:
+        raise InputError(f"the output folder {out} holds the Karlo folder {source}; choose another --out")
+    if not out.exists():
+        for parent in out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise InputError(f"cannot create the output folder {out}: {parent} is a file")
+                break
+        return
+    if not force:
+        raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if any(out.iterdir()) and not (out / RECIPE_NAME).is_file():
+        raise InputError(
+            f"{out} is not a folder unclip import karlo wrote (it has no {RECIPE_NAME}); "
+            "--force replaces only such a folder"
+        )
+
+
 def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bool = False, registry: Any = None) -> Path:
     """Convert a diffusers Karlo folder into ``out`` (default ``./<folder name>-unclip``):
     ``karlo.yaml``, ``encoder|prior|decoder|upsampler.safetensors`` and ``tokenizer/``.
@@ -398,21 +524,28 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
     from unclip_core.registry import default_registry
 
     registry = registry or default_registry()
+    if out is not None and not str(out).strip():
+        raise InputError("--out is empty; give the folder to write")
     source = Path(source).expanduser().resolve()
     check_folder(source)
     out = Path(out).expanduser() if out is not None else Path.cwd() / f"{source.name}-unclip"
     out = out.resolve()
-    if out.exists() and not force:
-        raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
-    if out == source or source in out.parents:
-        raise InputError(f"the output folder {out} must not be inside the Karlo folder {source}")
+    _check_out(out, source, force)
     settings = derive_settings(source)
+    check_tokenizer(source / "tokenizer")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    made = [parent for parent in out.parents if not parent.exists()]  # innermost first, removed on failure
     work = out.parent / f".{out.name}.importing-{secrets.token_hex(4)}"
-    work.mkdir()
     try:
-        shutil.copytree(source / "tokenizer", work / "tokenizer")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            work.mkdir()
+        except OSError as exc:
+            raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+        try:
+            shutil.copytree(source / "tokenizer", work / "tokenizer")
+        except (OSError, shutil.Error) as exc:
+            raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
 
         # encoder: built for real (it encodes the null caption below)
         enc_settings = {**settings["encoder"], "tokenizer": "tokenizer", "normalize": False}
@@ -427,8 +560,16 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
             )
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"text_encoder/config.json: {' '.join(str(exc).split())}") from None
-        with torch.random.fork_rng(devices=[]):
-            encoder = spec.build(encoder_config)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                encoder = spec.build(encoder_config)
+        except UnclipError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
+            raise InputError(
+                f"text_encoder/config.json: transformers cannot build the text encoder from it "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())})"
+            ) from None
         state = _prefixed("text_encoder", read_weights(source / "text_encoder"))
         if vision_cfg is not None:
             state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
@@ -486,5 +627,10 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
             os.replace(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        for parent in made:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise
     return out / RECIPE_NAME

@@ -188,24 +188,30 @@ class ShardsDataset:
 
     def decode(self, sample: dict[str, Any], url: str, epoch: int, index: int, embeds: ShardEmbeddings | None) -> dict[str, Any]:
         key = sample["__key__"]
-        image_bytes = next((sample[k] for k in self.image_keys if k in sample), None)
-        if image_bytes is None:
+        image_ext = next((k for k in self.image_keys if k in sample), None)
+        if image_ext is None:
             raise InputError(
                 f"{url}: sample {key!r} has no image (looked for {', '.join(self.image_keys)}; it has "
                 f"{', '.join(sorted(k for k in sample if not k.startswith('__'))) or 'nothing'})"
             )
         if self.caption_key not in sample:
             raise InputError(f"{url}: sample {key!r} has no caption (.{self.caption_key})")
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
         try:
-            image = Image.open(io.BytesIO(image_bytes))
+            image = Image.open(io.BytesIO(sample[image_ext]))
             image.load()
         except Exception as exc:
-            raise InputError(f"{url}: sample {key!r}: image cannot be decoded ({exc})") from None
+            # PIL's messages name its in-memory file (<_io.BytesIO object at 0x...>): name the member instead
+            reason = "not an image format PIL knows" if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split())
+            raise InputError(f"{url}: member {key}.{image_ext} cannot be decoded as an image ({reason})") from None
+        try:
+            caption = sample[self.caption_key].decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{url}: member {key}.{self.caption_key} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         item = {
             "image": pil_to_tensor([image.convert("RGB")], self.config.size)[0],
-            "caption": sample[self.caption_key].decode("utf-8").strip(),
+            "caption": caption,
             "key": key,
             "shard": url,
             "epoch": epoch,

@@ -29,8 +29,19 @@ def run_embed(args: argparse.Namespace) -> int:
     from unclip_core.errors import InputError
     from unclip_core.recipe.files import find_recipe, read_yaml
     from unclip_core.registry import default_registry
-    from unclip_core.training.precompute import precompute_embeddings
+    from unclip_core.training.precompute import check_out, check_size, precompute_embeddings
 
+    # The options first: a bad one is named before the recipe is loaded or --out is looked at.
+    check_size(args.size)
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if not args.out.strip():
+        raise InputError("--out is empty; give the folder for the embeddings")
+    check_out(Path(args.out))
+    if not any(key.strip() for key in args.image_key.split(";")):
+        raise InputError("--image-key is empty; give the image extensions, e.g. jpg;png")
+    if not args.caption_key.strip():
+        raise InputError("--caption-key is empty; give the caption extension, e.g. txt")
     registry = default_registry()
     data = read_yaml(find_recipe(args.recipe))
     if isinstance(data, dict) and "stage" in data:
@@ -43,8 +54,6 @@ def run_embed(args: argparse.Namespace) -> int:
         from unclip_core.recipe.files import load_recipe
 
         encoder = load_recipe(args.recipe, args.overrides, registry).encoder
-    if args.batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
     summary = precompute_embeddings(
         args.shards, encoder, Path(args.out), registry, size=args.size, batch_size=args.batch_size, dtype=args.dtype,
         image_key=args.image_key, caption_key=args.caption_key, overwrite=args.overwrite,

@@ -19,7 +19,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("folder", help="the Karlo folder: text_encoder/, tokenizer/, prior/, text_proj/, decoder/, "
                    "super_res_first/, super_res_last/ and the three *_scheduler/ folders")
     k.add_argument("-o", "--out", default=None, help="folder to write (default: ./<folder name>-unclip)")
-    k.add_argument("--force", action="store_true", help="replace an existing output folder")
+    k.add_argument("--force", action="store_true",
+                   help="replace an existing output folder (one an earlier import wrote; never a file)")
     k.set_defaults(handler=run_karlo)
 
 

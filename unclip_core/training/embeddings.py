@@ -84,9 +84,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         raise InputError(f"{folder} holds no {MANIFEST}: not a folder written by unclip embed")
-    info = json.loads(path.read_text())
-    if info.get("format") != FORMAT:
-        raise InputError(f"{path} is not an unclip embeddings manifest (format {info.get('format')!r})")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        shown = info.get("format") if isinstance(info, dict) else None
+        raise InputError(f"{path} is not an unclip embeddings manifest (format {shown!r})")
     info["folder"] = str(folder)
     return info
 
