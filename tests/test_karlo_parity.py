@@ -37,7 +37,7 @@ import yaml
 
 transformers = pytest.importorskip("transformers")
 
-from unclip_core.errors import CheckpointError, InputError  # noqa: E402
+from unclip_core.errors import CheckpointError, InputError, UnclipError  # noqa: E402
 
 TOKENIZER = Path(__file__).parent / "data" / "tiny-clip-tokenizer"
 PROMPTS = ["a red horse", "blue cat"]
@@ -552,3 +552,20 @@ def test_the_benchmark_reports_bf16_matmul(karlo, load_bench_script, capsys):
         assert "oneDNN computed exact fp32" in out
         value = float(re.search(r"emulated \(operands rounded to bf16\): ([0-9.]+) dB", out).group(1))
     assert 10 < value < math.inf
+
+
+def test_a_broken_tokenizer_in_an_imported_recipe_names_its_folder(karlo, tmp_path):
+    """After import the recipe's own tokenizer/ is read at build time: a garbage tokenizer.json
+    there is one line naming the folder, not a bare JSONDecodeError."""
+    from unclip_core.recipe.assemble import load_pipeline
+
+    _, _, recipe = karlo
+    copy = tmp_path / "imported"
+    shutil.copytree(Path(recipe).parent, copy)
+    (copy / "tokenizer" / "tokenizer.json").write_text("not json")
+    for name in ("vocab.json",):
+        if (copy / "tokenizer" / name).is_file():
+            (copy / "tokenizer" / name).write_text("not json")
+    with pytest.raises(UnclipError, match=rf"tokenizer folder .*imported/tokenizer: transformers cannot load a CLIP tokenizer") as error:
+        load_pipeline(copy / Path(recipe).name)
+    assert "\n" not in str(error.value)

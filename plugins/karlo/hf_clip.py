@@ -65,7 +65,14 @@ class HfClipEncoder(Encoder[HfClipConfig]):
             self.image_encoder = transformers.CLIPVisionModelWithProjection(
                 transformers.CLIPVisionConfig(**config.vision_config)
             )
-        self.tokenizer = transformers.CLIPTokenizer.from_pretrained(config.tokenizer, local_files_only=True)
+        try:
+            self.tokenizer = transformers.CLIPTokenizer.from_pretrained(config.tokenizer, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; the user needs the folder
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise InputError(
+                f"tokenizer folder {config.tokenizer}: transformers cannot load a CLIP tokenizer from it "
+                f"({type(exc).__name__}: {detail})"
+            ) from None
         self.context_length = config.length
         self.image_mean = tuple(config.image_mean or OPENAI_CLIP_MEAN)
         self.image_std = tuple(config.image_std or OPENAI_CLIP_STD)
