@@ -71,7 +71,8 @@ def test_auto_follows_the_hardware_and_explicit_settings_stay(bf16_cpu):
         resolve_precision("bf16-matmul", "cuda")
 
 
-def test_a_recipe_with_auto_builds_the_resolved_precision(registry, tiny_recipe_path, bf16_cpu):
+def test_a_recipe_with_auto_builds_the_resolved_precision(registry, tiny_recipe_path, bf16_cpu, monkeypatch):
+    monkeypatch.setattr("unclip_core.recipe.assemble.check_device", torch.device)  # as if a GPU were here
     bf16_cpu(True)
     assert build_pipeline(load_recipe(tiny_recipe_path, ["runtime.precision=auto"], registry), registry).settings.precision == "bf16-matmul"
     bf16_cpu(False)
