@@ -203,22 +203,24 @@ def test_classify_prints_the_apis_probabilities(capsys, tiny_recipe_path, pictur
 
 
 # ---------------------------------------------------------------------------------- outputs
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["generate", PROMPT],
-        ["vary", "{a}"],
-        ["interpolate", "{a}", "{b}"],
-        ["textdiff", "{a}", "a red circle", "a blue circle"],
-    ],
-    ids=lambda c: c[0],
-)
+WRITING_COMMANDS = [
+    ["generate", PROMPT],
+    ["vary", "{a}"],
+    ["interpolate", "{a}", "{b}"],
+    ["textdiff", "{a}", "a red circle", "a blue circle"],
+    ["inpaint", "{a}", "{a}", "a red circle"],
+]
+"""Every command that writes PNGs, with its positional arguments ({a}, {b}: the pictures)."""
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("a pipeline was built for an output that was going to be refused")
+
+
+@pytest.mark.parametrize("command", WRITING_COMMANDS, ids=lambda c: c[0])
 @pytest.mark.parametrize("name", ["out.jpg", "out", "out.png.gif"])
 def test_an_output_that_is_not_png_is_refused_before_any_work(capsys, tmp_path, tiny_recipe_path, pictures, monkeypatch, command, name):
-    def no_work(*args, **kwargs):
-        raise AssertionError("a pipeline was built for an output that was going to be refused")
-
-    monkeypatch.setattr("unclip_core.recipe.assemble.load_pipeline", no_work)
+    monkeypatch.setattr("unclip_core.recipe.assemble.load_pipeline", _no_work)
     argv = [arg.format(a=pictures["a"], b=pictures["b"]) for arg in command]
     work = tmp_path / "work"
     work.mkdir()
@@ -230,23 +232,10 @@ def test_an_output_that_is_not_png_is_refused_before_any_work(capsys, tmp_path, 
     assert stdout == ""
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["generate", PROMPT],
-        ["vary", "{a}"],
-        ["interpolate", "{a}", "{b}"],
-        ["textdiff", "{a}", "a red circle", "a blue circle"],
-        ["inpaint", "{a}", "{a}", "a red circle"],
-    ],
-    ids=lambda c: c[0],
-)
+@pytest.mark.parametrize("command", WRITING_COMMANDS, ids=lambda c: c[0])
 def test_an_output_under_a_regular_file_is_refused_before_any_work(capsys, tmp_path, tiny_recipe_path, pictures, monkeypatch, command):
     """The path is checked before the models load: one line naming the file in the way."""
-    def no_work(*args, **kwargs):
-        raise AssertionError("a pipeline was built for an output that was going to be refused")
-
-    monkeypatch.setattr("unclip_core.recipe.assemble.load_pipeline", no_work)
+    monkeypatch.setattr("unclip_core.recipe.assemble.load_pipeline", _no_work)
     (tmp_path / "notes").write_text("x")
     argv = [arg.format(a=pictures["a"], b=pictures["b"]) for arg in command]
     status, stdout, stderr = run(capsys, *argv, "-r", tiny_recipe_path, "-o", tmp_path / "notes" / "sub" / "out.png")
