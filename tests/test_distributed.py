@@ -396,9 +396,9 @@ def test_embed_names_a_bad_size_before_anything_else(tmp_path, tiny_recipe_data,
 def test_embed_refuses_an_empty_or_file_out(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("afile").write_text("keep")
-    for out, message in (("", "--out is empty; give the folder for the embeddings"),
-                         ("afile", "--out afile is a file, not a folder"),
-                         ("afile/emb", "--out afile/emb cannot be made: afile is a file")):
+    for out, message in (("", "the --out folder path is empty"),
+                         ("afile", "cannot write --out folder afile: it is a file, not a folder"),
+                         ("afile/emb", "cannot write --out folder afile/emb: afile is a file, not a folder")):
         assert unclip(["embed", "shards/*.tar", "--recipe", "prior.yaml", "--out", out]) == 2
         assert capsys.readouterr().err.strip() == f"unclip: error: {message}"
     assert Path("afile").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -466,7 +466,7 @@ def test_import_refuses_files_and_folders_it_must_not_replace(karlo, tmp_path):
     for force in (False, True):
         with pytest.raises(InputError, match=r"^--out .*afile is a file; --force replaces only an output folder$"):
             import_karlo(folder, afile, force=force)
-    with pytest.raises(InputError, match=r"cannot create the output folder .*afile/sub: .*afile is a file"):
+    with pytest.raises(InputError, match=r"cannot write output folder .*afile/sub: .*afile is a file, not a folder"):
         import_karlo(folder, afile / "sub")
     assert afile.read_text() == "keep me"
     with pytest.raises(InputError, match=r"the output folder .* holds the Karlo folder"):

@@ -42,6 +42,7 @@ import torch
 import yaml
 
 from unclip_core.errors import CheckpointError, InputError, RecipeError, UnclipError
+from unclip_core.output_paths import check_writable
 from unclip_core.weights import atomic_save_safetensors, check_state_dict, read_safetensors
 
 MODEL_PARTS = ("text_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last")
@@ -501,11 +502,7 @@ def _check_out(out: Path, source: Path, force: bool) -> None:
     if out in source.parents:
         raise InputError(f"the output folder {out} holds the Karlo folder {source}; choose another --out")
     if not out.exists():
-        for parent in out.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise InputError(f"cannot create the output folder {out}: {parent} is a file")
-                break
+        check_writable(out, "output folder", folder=True)  # a file in its path, or no permission
         return
     if not force:
         raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")

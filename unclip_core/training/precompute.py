@@ -26,6 +26,7 @@ import torch
 
 from unclip_core.atomic import atomic_write
 from unclip_core.errors import InputError, RecipeError, UnclipError
+from unclip_core.output_paths import check_writable
 from unclip_core.recipe.assemble import build_component
 from unclip_core.registry import Registry
 from unclip_core.training.embeddings import (
@@ -51,13 +52,8 @@ def check_size(size: int | None) -> None:
 
 
 def check_out(out: Path) -> None:
-    """``--out`` must be a folder, or a path where one can be made."""
-    for path in (out, *out.parents):
-        if path.exists():
-            if not path.is_dir():
-                what = "is a file, not a folder" if path == out else f"cannot be made: {path} is a file"
-                raise InputError(f"--out {out} {what}")
-            return
+    """``--out`` must be a folder, or a path where one can be made (and written in)."""
+    check_writable(out, "--out folder", folder=True)
 
 
 def shards_dataset(pattern: str, registry: Registry, *, size: int, image_key: str, caption_key: str) -> Any:
