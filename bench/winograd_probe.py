@@ -140,6 +140,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="medium,real", help="any of " + ", ".join(SHAPES))
     args = parser.parse_args()
+    unknown = [size for size in args.sizes.split(",") if size not in SHAPES]
+    if unknown:
+        parser.error(f"--sizes: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(SHAPES)}")
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("shape (batch, in, out, side) | direct ms (GFLOP/s) | winograd / direct | products only / direct | max error: winograd, direct")
     for size in args.sizes.split(","):

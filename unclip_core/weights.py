@@ -52,21 +52,11 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
+    common = sorted(set(expected) & set(state))
     wrong = [
         f"{name} {tuple(state[name].shape)} vs model {tuple(expected[name].shape)}"
-        for name in sorted(set(expected) & set(state))
+        for name in common
         if tuple(state[name].shape) != tuple(expected[name].shape)
-    ]
-    # A float tensor stored as integers (or the reverse) would load silently after a cast and
-    # draw noise; a NaN anywhere turns every image black. Neither is ever a real weight.
-    kind = [
-        f"{name} ({str(state[name].dtype).removeprefix('torch.')} vs model {str(expected[name].dtype).removeprefix('torch.')})"
-        for name in sorted(set(expected) & set(state))
-        if state[name].is_floating_point() != expected[name].is_floating_point()
-    ]
-    not_a_number = [
-        name for name in sorted(set(expected) & set(state))
-        if state[name].is_floating_point() and state[name].device.type != "meta" and bool(torch.isnan(state[name]).any())
     ]
     parts = []
     if wrong:
@@ -77,8 +67,20 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         parts.append(f"unexpected {_listing(unexpected)}")
     if parts:
         raise CheckpointError(f"{source} does not fit the model's config: " + "; ".join(parts))
+    # A float tensor stored as integers (or the reverse) would load silently after a cast and
+    # draw noise; a NaN anywhere turns every image black. Neither is ever a real weight. The
+    # NaN scan reads every weight once (one pass at memory speed), so it comes last.
+    kind = [
+        f"{name} ({str(state[name].dtype).removeprefix('torch.')} vs model {str(expected[name].dtype).removeprefix('torch.')})"
+        for name in common
+        if state[name].is_floating_point() != expected[name].is_floating_point()
+    ]
     if kind:
         raise CheckpointError(f"{source} stores tensors in the wrong number type: {_listing(kind, 3)}")
+    not_a_number = [
+        name for name in common
+        if state[name].is_floating_point() and state[name].device.type != "meta" and bool(torch.isnan(state[name]).any())
+    ]
     if not_a_number:
         raise CheckpointError(f"{source} holds NaN values (a diverged or corrupt save) in {_listing(not_a_number)}")
 

@@ -35,7 +35,7 @@ def run_embed(args: argparse.Namespace) -> int:
     check_size(args.size)
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
-    check_out(Path(args.out) if args.out.strip() else args.out)
+    check_out(args.out)
     if not any(key.strip() for key in args.image_key.split(";")):
         raise InputError("--image-key is empty; give the image extensions, e.g. jpg;png")
     if not args.caption_key.strip():

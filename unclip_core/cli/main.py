@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = list(args.overrides or []) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    shown_by_python = warnings.showwarning
     if not args.debug:
         warnings.showwarning = _one_line_warning
     try:
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"unclip: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:  # main() may run inside another program (tests, notebooks): leave its warnings as they were
+        warnings.showwarning = shown_by_python
 
 
 def _user_message(exc: Exception) -> str | None:

@@ -53,10 +53,9 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def _is_training(name_or_path: str) -> bool:
-    from unclip_core.recipe.files import find_recipe, read_yaml
+    from unclip_core.recipe.files import find_recipe, is_training_recipe, read_yaml
 
-    data = read_yaml(find_recipe(name_or_path))
-    return isinstance(data, dict) and "stage" in data
+    return is_training_recipe(read_yaml(find_recipe(name_or_path)))
 
 
 def run_validate(args: argparse.Namespace) -> int:

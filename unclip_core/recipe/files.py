@@ -128,6 +128,11 @@ def read_yaml(path: Path) -> Any:
         raise RecipeError(f"{path}{where}: invalid YAML: {problem}") from None
 
 
+def is_training_recipe(data: Any) -> bool:
+    """A parsed recipe that trains a stage (it names its ``stage:``) rather than generating."""
+    return isinstance(data, dict) and "stage" in data
+
+
 def load_recipe(
     name_or_path: str | Path | None = None,
     overrides: Iterable[str] = (),
@@ -136,7 +141,7 @@ def load_recipe(
     """Find, parse, override and fully validate a recipe."""
     path = find_recipe(name_or_path)
     data = read_yaml(path)
-    if isinstance(data, dict) and "stage" in data and "decoder" not in data:
+    if is_training_recipe(data) and "decoder" not in data:
         raise RecipeError(f"{path} is a training recipe (it trains the {data['stage']} stage); run it with `unclip train {path}`")
     if isinstance(data, dict):
         # Slot files are read before each override (so `prior.guidance_scale=3` reaches into one,

@@ -51,7 +51,7 @@ def check_size(size: int | None) -> None:
         raise InputError(f"--size must be between {SIZES[0]} and {SIZES[1]} (pixels), got {size}")
 
 
-def check_out(out: Path) -> None:
+def check_out(out: str | Path) -> None:
     """``--out`` must be a folder, or a path where one can be made (and written in)."""
     check_writable(out, "--out folder", folder=True)
 

@@ -78,13 +78,13 @@ def validate_training(
 
 
 def load_training(name_or_path: str | Path, overrides=(), registry: Registry | None = None) -> ResolvedTraining:
-    from unclip_core.recipe.files import find_recipe, read_yaml
+    from unclip_core.recipe.files import find_recipe, is_training_recipe, read_yaml
     from unclip_core.recipe.overrides import apply_overrides
     from unclip_core.registry import default_registry
 
     path = find_recipe(name_or_path)
     data = read_yaml(path)
-    if isinstance(data, dict) and "stage" not in data and "decoder" in data:
+    if isinstance(data, dict) and not is_training_recipe(data) and "decoder" in data:
         raise RecipeError(
             f"{path} is an inference recipe (it generates images); `unclip train` takes a training recipe "
             "such as train/shapes-decoder (see recipes/train/)"
