@@ -7,6 +7,7 @@ settings in PNG text chunks so they can be reproduced.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -58,10 +59,22 @@ def _read_image_file(source: str | Path) -> Image.Image:
     path = Path(source)
     if not path.is_file():
         raise InputError(f"{path} is a folder, not an image" if path.is_dir() else f"image file not found: {path}")
+    return _decode_image(path, str(path))
+
+
+def load_image_bytes(data: bytes, name: str) -> Image.Image:
+    """:func:`load_image` for an image held in memory (an upload), named ``name`` in errors;
+    the same checks, so a non-image or a decompression bomb is refused before decoding."""
+    if not data:
+        raise InputError(f"{name} is empty")
+    return load_image(_decode_image(io.BytesIO(data), name))
+
+
+def _decode_image(source: Path | io.BytesIO, path: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as handle:
+            with Image.open(source) as handle:
                 width, height = handle.size
                 if width * height > MAX_PIXELS:
                     raise InputError(
@@ -125,10 +138,22 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
 
 def save_png(image: Image.Image, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a PNG atomically, with ``metadata`` as JSON in the ``unclip`` text chunk."""
+    info = _png_info(metadata)
+    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+
+
+def png_bytes(image: Image.Image, metadata: Mapping[str, Any] | None = None) -> bytes:
+    """The PNG :func:`save_png` would write, in memory (``unclip serve``'s downloads)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=_png_info(metadata))
+    return buffer.getvalue()
+
+
+def _png_info(metadata: Mapping[str, Any] | None) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     if metadata:
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
-    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    return info
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:
@@ -159,10 +184,15 @@ def _read_text_chunks(path: str | Path) -> dict[str, str]:
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 120) -> Path:
     """An animated GIF that plays the trajectory forwards and back."""
+    data = gif_bytes(frames, duration_ms)
+    return atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+
+
+def gif_bytes(frames: Sequence[Image.Image], duration_ms: int = 120) -> bytes:
+    """:func:`save_gif`'s animation, in memory."""
     if not frames:
         raise InputError("no frames for the GIF")
     loop = list(frames) + list(frames[-2:0:-1])
-    return atomic_write(
-        Path(path),
-        lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0),
-    )
+    buffer = io.BytesIO()
+    loop[0].save(buffer, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()

@@ -293,16 +293,33 @@ class Pipeline:
         return images
 
     # ------------------------------------------------------------------ operations
-    def generate_tensors(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> Tensor:
-        """Text → images ``[len(prompts)·n, 3, H, W]`` in [-1, 1] (prompt-major order)."""
+    def generate_tensors(
+        self,
+        prompts: str | Sequence[str],
+        n: int = 1,
+        seed: int = 0,
+        *,
+        generator: Any = None,
+        on_step: Callable[[str, StepInfo], None] | None = None,
+    ) -> Tensor:
+        """Text → images ``[len(prompts)·n, 3, H, W]`` in [-1, 1] (prompt-major order).
+
+        ``generator``: draw from this in place of ``seed``'s (``unclip serve`` passes a
+        :class:`~unclip_core.diffusion.row_generators.RowGenerators` to batch requests).
+        ``on_step(stage, info)``: called after every sampler step of every stage ("prior",
+        "decoder", "upsampler 0", …), e.g. for progress and previews of the decoder's x̂₀."""
         prompts = self._check_prompts(prompts)
         if n < 1:
             raise InputError(f"n must be at least 1, got {n}")
-        generator = self.generator(seed)
+        generator = self.generator(seed) if generator is None else generator
+
+        def stage(name: str) -> StepCallback | None:
+            return None if on_step is None else (lambda info: on_step(name, info))
+
         text = self.encode_text(prompts).repeat_interleave(n)  # each prompt encoded once
-        image_embed = self.sample_prior(text, generator)
-        base = self.decode(image_embed, text, generator)
-        return self.upsample(base, generator)
+        image_embed = self.sample_prior(text, generator, stage("prior"))
+        base = self.decode(image_embed, text, generator, callback=stage("decoder"))
+        return self.upsample(base, generator, stage("upsampler"))
 
     def generate(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> list[Image.Image]:
         """Text → ``n`` PIL images per prompt (prompt-major order). Same seed, same images."""

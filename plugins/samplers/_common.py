@@ -10,6 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
+from unclip_core.diffusion.row_generators import RowGenerators
 from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
 from unclip_core.errors import InputError, UnclipError
 from unclip_core.interfaces import Denoiser
@@ -45,6 +46,8 @@ def step_pairs(
 def gaussian(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator) -> Tensor:
     """Standard normal noise drawn on the generator's own device (so a CPU generator gives the
     same numbers whatever the model runs on), then moved to the denoiser's device and dtype."""
+    if isinstance(generator, RowGenerators):  # a batch of requests, each with its own seed
+        return generator.randn(shape, denoiser.dtype).to(denoiser.device)
     noise = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=denoiser.dtype)
     return noise.to(denoiser.device)
 
