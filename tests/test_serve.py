@@ -150,6 +150,15 @@ def test_bad_requests_get_a_400_with_one_line_and_the_server_keeps_serving(clien
     assert client.get("/api/health").status_code == 200
 
 
+def test_a_body_over_the_limit_is_refused_with_a_413(client, monkeypatch):
+    from unclip_core.serve import schemas
+
+    monkeypatch.setattr(schemas, "MAX_BODY_BYTES", 1000)
+    answer = client.post("/api/vary", json={"image": "A" * 2000})
+    assert answer.status_code == 413 and answer.json()["error"] == "the request body is too large (over 1000 bytes)"
+    assert client.post("/api/generate", json={"prompt": "a red circle"}).status_code == 200
+
+
 def test_the_cli_gives_the_same_line_for_an_empty_prompt(capsys):
     from unclip_core.cli.main import main
 

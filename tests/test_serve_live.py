@@ -106,3 +106,37 @@ def test_the_page_generates_an_image_in_a_real_browser(server_url):
         assert "error" not in browser.find_element(By.ID, "status").get_attribute("class")
     finally:
         browser.quit()
+
+
+def test_the_page_sends_the_mask_painted_on_the_image_for_inpainting(server_url, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, app = server_url
+    photo = tmp_path / "scene.png"
+    scene = Image.new("RGB", (64, 64), "white")
+    scene.paste(Image.new("RGB", (24, 24), "red"), (8, 20))
+    scene.save(photo)
+    browser = _browser()
+    try:
+        browser.get(url + "/")
+        WebDriverWait(browser, 30).until(lambda b: "recipe shapes" in b.find_element(By.ID, "about").text)
+        browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=inpaint]").click()
+        browser.find_element(By.ID, "ip_image").send_keys(str(photo))
+        canvas = browser.find_element(By.ID, "ip_canvas")  # 256 × 256; offsets are from its centre
+        WebDriverWait(browser, 10).until(lambda b: b.execute_script(
+            "return document.getElementById('ip_canvas').getContext('2d').getImageData(40, 120, 1, 1).data[1]") < 100)
+        ActionChains(browser).move_to_element_with_offset(canvas, 40, -60).click_and_hold().move_by_offset(0, 120).release().perform()
+        browser.find_element(By.ID, "inpaint").click()
+        WebDriverWait(browser, 240).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#gallery img.result"))
+        assert "error" not in browser.find_element(By.ID, "status").get_attribute("class")
+    finally:
+        browser.quit()
+    job = list(app.state.worker._jobs.values())[-1]
+    mask = np.asarray(job.uploads["mask"].convert("L")).astype(int)
+    image = np.asarray(job.uploads["image"]).astype(int)
+    assert mask.shape == (256, 256) and image.shape == (256, 256, 3)
+    assert mask[128, 128 + 40] > 200 and mask[80, 128 + 40] > 200 and mask[170, 128 + 40] > 200  # the whole stroke
+    assert mask[128, 20] < 50 and mask[20, 128] < 50 and (mask > 127).mean() < 0.2  # nothing else
+    assert image[128, 60, 0] > 200 and image[128, 60, 1] < 60  # the red square, under no paint

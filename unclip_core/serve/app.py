@@ -103,7 +103,7 @@ def _add_operation(app: FastAPI, worker: Worker, operation: str, model: type) ->
 
     async def submit(request: Request, preview: bool) -> Job:
         try:
-            body = json.loads(await request.body())
+            body = json.loads(await _read_body(request))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"the request body is not valid JSON ({exc})") from None
         checked = schemas.parse_request(operation, body)
@@ -132,6 +132,23 @@ def _add_operation(app: FastAPI, worker: Worker, operation: str, model: type) ->
     app.post(f"/api/jobs/{operation}", name=f"{operation} (job)", status_code=202, openapi_extra=body_schema)(queue_job)
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with :class:`~unclip_core.serve.schemas.BodyTooLarge` as soon as it
+    passes the limit (a client's claimed or actual length), so memory stays bounded."""
+    limit = schemas.MAX_BODY_BYTES
+    too_large = f"the request body is too large (over {limit} bytes)"
+    claimed = request.headers.get("content-length", "")
+    if claimed.isdigit() and int(claimed) > limit:
+        raise schemas.BodyTooLarge(too_large)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise schemas.BodyTooLarge(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _message(exc: BaseException) -> str:
     message = _user_message(exc) if isinstance(exc, Exception) else None
     return message if message is not None else f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
@@ -140,6 +157,8 @@ def _message(exc: BaseException) -> str:
 def _error_for(exc: Exception) -> JSONResponse:
     if isinstance(exc, QueueFull):
         return _error(503, str(exc))
+    if isinstance(exc, schemas.BodyTooLarge):
+        return _error(413, str(exc))
     return _error(400 if _user_message(exc) is not None else 500, _message(exc))
 
 

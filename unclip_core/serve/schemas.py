@@ -21,6 +21,13 @@ API_VERSION = 1
 MAX_IMAGES = 16
 """The most images one request may ask for (bounds the memory one request can take)."""
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = 2 * (MAX_UPLOAD_BYTES * 4 // 3) + 1024 * 1024
+"""Two uploads at their limit, base64-encoded, and room for the rest: a larger body is refused
+while it arrives, before it is all in memory."""
+
+
+class BodyTooLarge(InputError):
+    """A request body over :data:`MAX_BODY_BYTES` (HTTP 413)."""
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.ASCII)
 
