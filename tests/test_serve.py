@@ -265,6 +265,20 @@ def test_serve_command_is_listed_and_checks_its_options(capsys):
     assert "--port must be between 1 and 65535, got 0" in capsys.readouterr().err
 
 
+def test_a_port_in_use_is_one_line_before_any_loading(capsys):
+    import socket
+
+    from unclip_core.cli.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "-r", "no-such-recipe"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"unclip: error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another --port or --host)"
+
+
 def test_the_serve_command_module_imports_no_web_framework():
     import subprocess
     import sys

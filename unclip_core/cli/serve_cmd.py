@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import socket
 
 from unclip_core.errors import InputError
 
@@ -49,11 +50,25 @@ def run_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise InputError(f"unclip serve needs the 'serve' extra ({exc.name} is missing): pip install 'unclip[serve]'") from None
     recipes = args.recipe or ["shapes"]
-    app = create_app(recipes, overrides=args.overrides, max_queue=args.max_queue, window_s=args.batch_window_ms / 1000)
-    shown = f"[{args.host}]" if _is_ipv6(args.host) else args.host
-    print(f"unclip: serving {', '.join(recipes)} at http://{shown}:{args.port}/ (API under /api, docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    sock = _listening_socket(args.host, args.port)  # a port in use is one line, before any loading
+    with sock:
+        app = create_app(recipes, overrides=args.overrides, max_queue=args.max_queue, window_s=args.batch_window_ms / 1000)
+        shown = f"[{args.host}]" if _is_ipv6(args.host) else args.host
+        print(f"unclip: serving {', '.join(recipes)} at http://{shown}:{args.port}/ (API under /api, docs at /docs)", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if _is_ipv6(host) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port or --host)") from None
+    return sock
 
 
 def _is_ipv6(host: str) -> bool:
