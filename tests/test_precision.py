@@ -295,3 +295,30 @@ def test_each_mode_auto_may_pick_keeps_the_shapes_model_above_30_db(mode, load_b
     mse = float((((images - fp32) * 0.5) ** 2).mean())  # as [0, 1] images
     assert 0 < mse, f"{mode} drew fp32's images exactly: it did not run"
     assert -10 * math.log10(mse) >= 30
+
+
+def test_guidance_combines_bf16_predictions_in_the_samplers_precision():
+    """Under bf16 autocast a model returns bf16; classifier-free guidance must take the
+    difference of the two branches in x_t's fp32, as a hand computation from the same bf16
+    predictions does, not in bf16 (where scale 8 multiplies bf16's rounding)."""
+    from unclip_core.diffusion.guidance import BoundDenoiser
+
+    torch.manual_seed(0)
+    cond_pred = torch.randn(2, 3, 4, 4).bfloat16()
+    uncond_pred = (cond_pred.float() + 1e-2 * torch.randn(2, 3, 4, 4)).bfloat16()
+
+    class Model:
+        prediction_type, variance_type, schedule, clip_range = "epsilon", "fixed_small", None, None
+        device, dtype = torch.device("cpu"), torch.float32
+
+        def __call__(self, x_t, t, cond):
+            return torch.cat([cond_pred, uncond_pred])
+
+    denoiser = BoundDenoiser(Model(), cond=None)
+    denoiser.guidance_scale, denoiser._doubled = 8.0, "both"  # the model above ignores its condition
+    got = denoiser(torch.zeros(2, 3, 4, 4), torch.tensor(10))
+    expected = uncond_pred.float() + 8.0 * (cond_pred.float() - uncond_pred.float())
+    assert got.dtype == torch.float32
+    assert torch.equal(got, expected)
+    in_bf16 = (uncond_pred + 8.0 * (cond_pred - uncond_pred)).float()
+    assert not torch.equal(in_bf16, expected), "bf16 guidance rounds the same: the test shows nothing"
