@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unclip_core.errors import InputError
+from unclip_core.errors import InputError, shorten
 from unclip_core.output_paths import check_writable
 
 
@@ -141,7 +141,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.prompt is None:
         raise InputError("give a PROMPT (or --from IMAGE.png to reproduce an image)")
     if _OVERRIDE.match(args.prompt):  # argparse fills PROMPT first, so the caption was left out
-        raise InputError(f"no PROMPT given: {args.prompt!r} is a recipe override; put the caption first, in quotes")
+        raise InputError(f"no PROMPT given: {shorten(args.prompt)!r} is a recipe override; put the caption first, in quotes")
     if args.n < 1:
         raise InputError(f"-n must be at least 1, got {args.n}")
     out = _output_path(args.out)

@@ -58,12 +58,17 @@ def _is_training(name_or_path: str) -> bool:
     return is_training_recipe(read_yaml(find_recipe(name_or_path)))
 
 
-def run_validate(args: argparse.Namespace) -> int:
+def _load_any(name_or_path: str, overrides: list[str]):
+    """A generation or training recipe, fully validated (whichever kind it is)."""
     from unclip_core.recipe.files import load_recipe
     from unclip_core.training.validate import load_training
 
-    loader = load_training if _is_training(args.recipe) else load_recipe
-    resolved = loader(args.recipe, args.overrides)
+    loader = load_training if _is_training(name_or_path) else load_recipe
+    return loader(name_or_path, overrides)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    resolved = _load_any(args.recipe, args.overrides)
     print(f"ok: {resolved.source} (digest {resolved.digest})")
     return 0
 
@@ -85,7 +90,7 @@ def run_show(args: argparse.Namespace) -> int:
         data["upsamplers"][index]["config"] = upsampler.config.model_dump(mode="json")
         data["upsamplers"][index]["sampler"]["config"] = sampler.config.model_dump(mode="json")
     print(f"# {resolved.source} (digest {resolved.digest})")
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
     return 0
 
 
@@ -99,7 +104,7 @@ def _show_training(args: argparse.Namespace) -> int:
     if resolved.encoder is not None:
         data["encoder"]["config"] = resolved.encoder.config.model_dump(mode="json")
     print(f"# {resolved.source} (digest {resolved.digest})")
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
     return 0
 
 
@@ -112,22 +117,43 @@ def run_cp(args: argparse.Namespace) -> int:
         destination = destination / source.name
     if destination.exists() and not args.force:
         raise InputError(f"{destination} already exists; pass --force to overwrite it")
+    # Validated before anything is copied: a binary file, a billion-laughs or a broken recipe
+    # is refused in one line like `recipe validate` refuses it.
+    _load_any(str(source), [])
     text = source.read_text(encoding="utf-8")
     data = read_yaml(source) or {}
+    rewritten = False
     for relative in _weights_paths(data):
         shipped = (source.parent / relative).resolve()
         if not (destination.parent / relative).exists() and shipped.exists():
             text = re.sub(
                 rf"(weights:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text
             )
+            rewritten = True
     for key, relative in _slot_files(data):  # a slot given as a file (`prior: shapes-prior-ar.yaml`)
         shipped = (source.parent / relative).resolve()
         if not (destination.parent / relative).exists() and shipped.exists():
             text = re.sub(rf"^({key}:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text, flags=re.M)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(text, encoding="utf-8")
+            rewritten = True
+    if rewritten:
+        text = _note_the_copy(text, source)
+    from unclip_core.atomic import atomic_write
+
+    atomic_write(destination, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"copied {source} to {destination}")
     return 0
+
+
+def _note_the_copy(text: str, source: Path) -> str:
+    """The copy's comments made true for its new place: the files they call "next to this
+    file" are beside the original, and a first line says so."""
+    folder = str(source.parent)
+    lines = [
+        line.replace("next to this file", f"in {folder}") if line.lstrip().startswith("#") else line
+        for line in text.splitlines(keepends=True)
+    ]
+    note = f"# Copied from {source}: relative weights and slot-file paths now point into {folder}.\n"
+    return note + "".join(lines)
 
 
 def _slot_files(data: object) -> list[tuple[str, str]]:

@@ -1,0 +1,161 @@
+"""The last bad inputs of the hardening issue, each through the command a user would run.
+
+The rule every test checks: one line naming what is wrong (``unclip: error: ...``), exit 2,
+and nothing written or half-written. References are the files on disk before the command
+and the limits as documented (docs/recipes.md, "Limits").
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.test_cli import files_in, run
+from unclip_core.recipe.safe_yaml import MAX_DEPTH, MAX_NODES
+
+PROMPT = "a red circle"
+
+
+def assert_one_line_refusal(status: int, stderr: str, *expected: str) -> None:
+    assert status == 2, stderr[-2000:]
+    assert stderr.startswith("unclip: error: ") and stderr.endswith("\n"), stderr[-2000:]
+    assert len(stderr.splitlines()) == 1, stderr[-2000:]
+    assert "Traceback" not in stderr
+    for text in expected:
+        assert text in stderr, stderr
+
+
+@pytest.fixture
+def picture(tmp_path) -> Path:
+    path = tmp_path / "in" / "picture.png"
+    path.parent.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(path)
+    return path
+
+
+def commands_reading(recipe: Path, tmp_path: Path, picture: Path) -> dict[str, list]:
+    """Every command that reads a recipe, with outputs under ``tmp_path/out``."""
+    out = tmp_path / "out"
+    return {
+        "validate": ["recipe", "validate", recipe],
+        "show": ["recipe", "show", recipe],
+        "cp": ["recipe", "cp", recipe, out / "copy.yaml"],
+        "generate": ["generate", PROMPT, "-r", recipe, "-o", out / "g.png"],
+        "train": ["train", recipe, "--out", out / "run"],
+        "classify": ["classify", picture, "a", "b", "-r", recipe],
+        "eval": ["eval", "shapes", "-r", recipe, "-s", "prompts_per_group=1"],
+        "embed": ["embed", str(tmp_path / "none-{0..1}.tar"), "-r", recipe, "--out", out / "emb"],
+    }
+
+
+# ------------------------------------------------------------------ 2, 5: hostile YAML
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)
+)
+
+
+@pytest.mark.parametrize("kind", ["deep", "laughs"])
+@pytest.mark.parametrize("command", ["validate", "show", "cp", "generate", "train", "classify", "eval", "embed"])
+def test_hostile_yaml_is_refused_in_one_line_by_every_command(capsys, tmp_path, picture, kind, command):
+    recipe = tmp_path / "hostile.yaml"
+    if kind == "deep":
+        recipe.write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
+        expected = f"nested more than {MAX_DEPTH} levels deep"
+    else:
+        recipe.write_text(BILLION_LAUGHS)
+        expected = f"more than {MAX_NODES:,} values once its aliases are expanded"
+    started = time.perf_counter()
+    status, _, stderr = run(capsys, *commands_reading(recipe, tmp_path, picture)[command])
+    assert time.perf_counter() - started < 30  # the billion laughs took 136 s in `cp`
+    assert_one_line_refusal(status, stderr, str(recipe), expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(capsys, tmp_path, tiny_recipe_path):
+    text = tiny_recipe_path.read_text()
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text(text + "name: again\n")
+    first = 1 + next(i for i, line in enumerate(text.splitlines()) if line.startswith("name:"))
+    status, _, stderr = run(capsys, "recipe", "validate", recipe)
+    assert_one_line_refusal(
+        status, stderr, f"{recipe}: line {len(text.splitlines()) + 1}: duplicate key 'name' (first given on line {first})"
+    )
+
+
+def test_a_merge_key_may_still_override(tmp_path):
+    """``<<`` is YAML's way to take a mapping and change some keys: not a duplicate."""
+    from unclip_core.recipe.safe_yaml import load_yaml
+
+    assert load_yaml("base: &b {x: 1, y: 2}\nmine:\n  <<: *b\n  y: 3\n")["mine"] == {"x": 1, "y": 3}
+
+
+# ------------------------------------------------------------------ 4: recipe cp of a binary file
+def test_recipe_cp_of_a_binary_file_is_one_line(capsys, tmp_path):
+    source = tmp_path / "binary.yaml"
+    source.write_bytes(bytes(range(256)) * 4)
+    status, _, stderr = run(capsys, "recipe", "cp", source, tmp_path / "out" / "copy.yaml")
+    assert_one_line_refusal(status, stderr, f"cannot read recipe {source}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_cp_refuses_a_recipe_that_does_not_validate(capsys, tmp_path, tiny_recipe_data):
+    broken = {**tiny_recipe_data, "decoder": {**tiny_recipe_data["decoder"], "type": "no-such-decoder"}}
+    source = tmp_path / "broken.yaml"
+    source.write_text(yaml.safe_dump(broken))
+    status, _, stderr = run(capsys, "recipe", "cp", source, tmp_path / "out" / "copy.yaml")
+    assert_one_line_refusal(status, stderr, "no-such-decoder")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_copied_recipe_says_where_its_files_are(capsys, tmp_path):
+    """The shipped recipe says its weights are "next to this file"; in the copy they are not."""
+    from unclip_core.recipe.files import find_recipe
+
+    source = find_recipe("shapes")
+    assert "next to this file" in source.read_text()
+    copy = tmp_path / "mine.yaml"
+    status, _, stderr = run(capsys, "recipe", "cp", "shapes", copy)
+    assert status == 0, stderr
+    text = copy.read_text()
+    assert "next to this file" not in text
+    assert f"in {source.parent}" in text
+    assert text.splitlines()[0].startswith(f"# Copied from {source}")
+    assert yaml.safe_load(text)["decoder"]["weights"] == str(source.parent / "shapes" / "decoder.safetensors")
+
+
+# ------------------------------------------------------------------ 6: eval -s with bad YAML
+@pytest.mark.parametrize("setting, expected", [
+    ("prompts_per_group=[", "invalid YAML"),
+    ("prompts_per_group=" + "[" * 5000 + "]" * 5000, "nested more than"),
+])
+def test_an_eval_setting_that_is_not_yaml_is_one_line(capsys, tmp_path, setting, expected):
+    status, _, stderr = run(capsys, "eval", "shapes", "-s", setting, "--save", tmp_path / "out")
+    assert_one_line_refusal(status, stderr, "evaluation setting 'prompts_per_group=", expected)
+    assert len(stderr) < 300
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ 14: show, long quotes
+def test_recipe_show_prints_unicode_as_itself(capsys, tiny_recipe_path):
+    status, stdout, _ = run(capsys, "recipe", "show", tiny_recipe_path, "description=32→64 upsampler")
+    assert status == 0
+    assert "32→64 upsampler" in stdout and "\\u2192" not in stdout
+
+
+def test_a_long_quoted_input_is_shortened(capsys, tmp_path, tiny_recipe_path):
+    caption = "a red circle " * 1000  # 13,000 characters
+    status, _, stderr = run(capsys, "recipe", "validate", tiny_recipe_path, f"decoder.guidance_scale=[{caption}")
+    assert_one_line_refusal(status, stderr, "characters]")
+    assert len(stderr) < 400
+
+
+def test_a_13000_character_caption_is_quoted_short(capsys, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n" + "a red circle " * 1000 + "\n")
+    status, _, stderr = run(capsys, "eval", "shapes", "--prompts", prompts)
+    assert_one_line_refusal(status, stderr, f"{prompts}:2: caption 'a red circle a red", "characters]", "outside the shapes grammar")
+    assert len(stderr) < 600
