@@ -159,3 +159,120 @@ def test_a_13000_character_caption_is_quoted_short(capsys, tmp_path):
     status, _, stderr = run(capsys, "eval", "shapes", "--prompts", prompts)
     assert_one_line_refusal(status, stderr, f"{prompts}:2: caption 'a red circle a red", "characters]", "outside the shapes grammar")
     assert len(stderr) < 600
+
+
+# ------------------------------------------------------------------ 1, 8, 9: numbers and texts
+SEED_COMMANDS = {
+    "generate": ["generate", PROMPT],
+    "vary": ["vary", "{picture}"],
+    "interpolate": ["interpolate", "{picture}", "{picture}"],
+    "textdiff": ["textdiff", "{picture}", "a red circle", "a blue circle"],
+    "inpaint": ["inpaint", "{picture}", "{picture}", PROMPT],
+    "eval": ["eval", "shapes"],
+}
+
+
+def with_picture(argv: list[str], picture: Path) -> list[str]:
+    return [str(picture) if item == "{picture}" else item for item in argv]
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**63, -1, 10**40])
+@pytest.mark.parametrize("command", list(SEED_COMMANDS))
+def test_a_seed_outside_0_to_2_63_is_one_line(capsys, tmp_path, tiny_recipe_path, picture, command, seed):
+    out = ["--save", tmp_path / "out"] if command == "eval" else ["-o", tmp_path / "out" / "o.png"]
+    argv = [*with_picture(SEED_COMMANDS[command], picture), "-r", tiny_recipe_path, "--seed", seed, *out]
+    status, _, stderr = run(capsys, *argv)
+    assert_one_line_refusal(status, stderr, "--seed must be a whole number from 0 to 2**63-1 (9223372036854775807)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_largest_seed_generates(capsys, tmp_path, tiny_recipe_path, tiny_pipeline):
+    """The top of the documented range is usable, and is the seed torch is given."""
+    import numpy as np
+
+    out = tmp_path / "top.png"
+    status, _, stderr = run(capsys, "generate", PROMPT, "-r", tiny_recipe_path, "--seed", 2**63 - 1, "-o", out)
+    assert status == 0, stderr
+    expected = tiny_pipeline.generate([PROMPT], n=1, seed=2**63 - 1)[0]
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(expected))
+
+
+def png_with_settings(path: Path, settings: dict) -> Path:
+    from PIL.PngImagePlugin import PngInfo
+
+    from unclip_core.images import METADATA_KEY
+
+    info = PngInfo()
+    info.add_text(METADATA_KEY, json.dumps(settings))
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"seed": 2**64}, "its unclip setting 'seed' must be a whole number from 0 to 2**63-1"),
+    ({"seed": 1, "n": 10**6}, "its unclip setting 'n' must be at most 256"),
+    ({"seed": 1, "prompt": "a red \udcff circle"}, "its unclip setting 'prompt' holds bytes that are not UTF-8 text"),
+])
+def test_from_a_png_with_settings_out_of_range_is_one_line(capsys, tmp_path, tiny_recipe_path, settings, message):
+    source = png_with_settings(
+        tmp_path / "edited.png",
+        {"command": "generate", "recipe": str(tiny_recipe_path), "prompt": PROMPT, **settings},
+    )
+    status, _, stderr = run(capsys, "generate", "--from", source, "-o", tmp_path / "out" / "again.png")
+    assert_one_line_refusal(status, stderr, f"{source}: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inpaint", "{picture}", "{picture}", PROMPT, "--resample", "100000"], "--resample must be at most 100"),
+    (["generate", PROMPT, "-n", "100000"], "-n must be at most 256"),
+    (["vary", "{picture}", "-n", "257"], "-n must be at most 256"),
+    (["inpaint", "{picture}", "{picture}", PROMPT, "-n", "1000"], "-n must be at most 256"),
+    (["interpolate", "{picture}", "{picture}", "--steps", "100000"], "--steps must be at most 256"),
+    (["textdiff", "{picture}", "a red circle", "a blue circle", "--thetas", ",".join(["0.5"] * 300)],
+     "--thetas (how many) must be at most 256 (see docs/recipes.md, Limits), got 300"),
+])
+def test_counts_beyond_the_documented_limit_are_one_line(capsys, tmp_path, tiny_recipe_path, picture, monkeypatch, argv, message):
+    monkeypatch.setattr("unclip_core.recipe.assemble.load_pipeline", lambda *a, **k: pytest.fail("models loaded"))
+    status, _, stderr = run(capsys, *with_picture(argv, picture), "-r", tiny_recipe_path, "-o", tmp_path / "out" / "o.png")
+    assert_one_line_refusal(status, stderr, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_batch_size_is_bounded(capsys, tmp_path):
+    status, _, stderr = run(capsys, "eval", "shapes", "--batch-size", 10**9, "--save", tmp_path / "out")
+    assert_one_line_refusal(status, stderr, "--batch-size must be at most 4096", "got 1000000000")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["classify", "{picture}", "a red circle", "a \udcff circle"], "label 2 holds bytes that are not UTF-8 text"),
+    (["generate", "a red \udcff circle", "-o", "{out}"], "the prompt holds bytes that are not UTF-8 text"),
+    (["textdiff", "{picture}", "a red \udcffcircle", "a blue circle", "-o", "{out}"], "the from-caption holds bytes"),
+])
+def test_text_that_is_not_utf8_is_one_line(capsys, tmp_path, tiny_recipe_path, picture, argv, message):
+    out = tmp_path / "out" / "o.png"
+    argv = [str(out) if item == "{out}" else item for item in with_picture(argv, picture)]
+    status, _, stderr = run(capsys, *argv, "-r", tiny_recipe_path)
+    assert_one_line_refusal(status, stderr, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_classify_prints_labels_a_strict_ascii_stdout_cannot_show(tiny_recipe_path, picture, monkeypatch):
+    import io
+    import sys
+
+    from unclip_core.cli.main import main
+
+    buffer = io.BytesIO()
+    stdout = io.TextIOWrapper(buffer, encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["classify", str(picture), "a red circle", "un cercle rouge à gauche", "-r", str(tiny_recipe_path)]) == 0
+    stdout.flush()
+    lines = buffer.getvalue().decode("ascii").splitlines()
+    assert sorted(line.split("  ", 1)[1] for line in lines) == ["a red circle", "un cercle rouge \\xe0 gauche"]
+
+
+def test_a_training_seed_beyond_2_32_is_a_recipe_error(capsys, tmp_path):
+    status, _, stderr = run(capsys, "recipe", "validate", "train/shapes-decoder", f"train.seed={2**40}")
+    assert status == 2 and "train.seed" in stderr and "Traceback" not in stderr

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from unclip_core.cli.limits import COUNT_LIMITS, MAX_THETAS, check_count, check_seed, check_text
 from unclip_core.errors import InputError, shorten
 from unclip_core.output_paths import check_writable
 
@@ -189,6 +190,9 @@ def _checked_settings(meta: Any, source: str) -> dict[str, Any]:
         raise InputError(f"{source}: its unclip setting 'overrides' should be a list of KEY=VALUE texts, got {overrides!r}")
     if meta.get("n", 1) < 1:
         raise InputError(f"{source}: its unclip setting 'n' should be at least 1, got {meta['n']}")
+    check_seed(meta["seed"], f"{source}: its unclip setting 'seed'")
+    check_count(meta.get("n", 1), f"{source}: its unclip setting 'n'", COUNT_LIMITS["n"][1])
+    check_text(meta["prompt"], f"{source}: its unclip setting 'prompt'")
     return meta
 
 
@@ -258,6 +262,7 @@ def run_textdiff(args: argparse.Namespace) -> int:
         raise InputError(f"--thetas must be comma-separated numbers, got {args.thetas!r}") from None
     if not thetas or any(not 0 <= t <= 1 for t in thetas):
         raise InputError("--thetas must be numbers in [0, 1]")
+    check_count(len(thetas), "--thetas (how many)", MAX_THETAS)
     out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.text_diff(args.image, args.from_caption, args.to_caption, thetas=thetas, seed=args.seed)
@@ -272,8 +277,15 @@ def run_classify(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     scores = pipeline.classify(args.image, args.labels)
     if args.json:
-        print(json.dumps(scores, indent=2))
+        print(json.dumps(scores, indent=2))  # ASCII: non-ASCII labels as \u escapes
     else:
         for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-            print(f"{p:6.1%}  {label}")
+            print(_printable(f"{p:6.1%}  {label}"))
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` as stdout's encoding can write it: a label in a script the terminal cannot
+    show (``LC_ALL=C``: ASCII) is printed with ``\\x`` escapes rather than crashing."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, errors="backslashreplace").decode(encoding)

@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _one_line_warning
     try:
+        from unclip_core.cli.limits import check_arguments
+
+        check_arguments(args)
         result = args.handler(args)
         return int(result or 0)
     except KeyboardInterrupt:
