@@ -276,3 +276,28 @@ def test_classify_prints_labels_a_strict_ascii_stdout_cannot_show(tiny_recipe_pa
 def test_a_training_seed_beyond_2_32_is_a_recipe_error(capsys, tmp_path):
     status, _, stderr = run(capsys, "recipe", "validate", "train/shapes-decoder", f"train.seed={2**40}")
     assert status == 2 and "train.seed" in stderr and "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------ 3: --from a huge PNG
+def test_from_a_huge_png_is_one_line(capsys, tmp_path):
+    """A 30000×30000 PNG (900 megapixels, past PIL's own bomb limit) written cheaply: a
+    one-row-repeated image compresses to a few hundred kB."""
+    import zlib
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 30_000
+    row = b"\x00" + b"\x00" * side
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"tEXt", b"unclip\x00" + json.dumps({"command": "generate", "recipe": "shapes", "prompt": PROMPT, "seed": 1}).encode())
+        + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+    status, _, stderr = run(capsys, "generate", "--from", huge, "-o", tmp_path / "out" / "again.png")
+    assert_one_line_refusal(status, stderr, f"{huge} is too large")
+    assert not (tmp_path / "out").exists()
