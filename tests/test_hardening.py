@@ -301,3 +301,51 @@ def test_from_a_huge_png_is_one_line(capsys, tmp_path):
     status, _, stderr = run(capsys, "generate", "--from", huge, "-o", tmp_path / "out" / "again.png")
     assert_one_line_refusal(status, stderr, f"{huge} is too large")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ 10: a full disk
+def full_disk_at(call: int, monkeypatch) -> None:
+    """PIL's ``save`` fails like a full disk on its ``call``-th use, after writing some bytes
+    (the kernel's ENOSPC names no file)."""
+    import errno
+
+    real_save = Image.Image.save
+    calls = []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == call:
+            Path(fp).write_bytes(b"\x89PNG half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+def test_a_full_disk_names_the_file_and_keeps_none_of_the_outputs(capsys, tmp_path, tiny_recipe_path, monkeypatch):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "grid.png").write_bytes(b"the previous grid")
+    before = files_in(folder)
+    full_disk_at(3, monkeypatch)  # the grid, the first image, then the second fails
+    status, stdout, stderr = run(capsys, "generate", PROMPT, "-r", tiny_recipe_path, "-n", 4, "-o", folder / "grid.png")
+    assert_one_line_refusal(status, stderr, f"No space left on device: {folder / 'grid-1.png'}")
+    assert stdout == ""
+    assert files_in(folder) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["grid.png"]  # no temporaries either
+
+
+def test_a_full_disk_on_a_single_output_names_it(capsys, tmp_path, tiny_recipe_path, monkeypatch):
+    full_disk_at(1, monkeypatch)
+    out = tmp_path / "out" / "one.png"
+    status, _, stderr = run(capsys, "generate", PROMPT, "-r", tiny_recipe_path, "-o", out)
+    assert_one_line_refusal(status, stderr, f"No space left on device: {out}")
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_full_disk_that_names_no_file_is_still_one_line():
+    import errno
+
+    from unclip_core.cli.main import _user_message
+
+    assert _user_message(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device (while writing an output)"

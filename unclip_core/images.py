@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from unclip_core.atomic import atomic_write
+from unclip_core.atomic import Writer, atomic_write
 from unclip_core.errors import InputError
 
 MAX_PIXELS = 64 * 1024 * 1024
@@ -137,10 +137,16 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
 
 def save_png(image: Image.Image, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a PNG atomically, with ``metadata`` as JSON in the ``unclip`` text chunk."""
+    return atomic_write(Path(path), png_writer(image, metadata))
+
+
+def png_writer(image: Image.Image, metadata: Mapping[str, Any] | None = None) -> Writer:
+    """What :func:`save_png` writes, as a writer for :func:`~unclip_core.atomic.atomic_write_all`
+    (several files of one command: all or none)."""
     info = PngImagePlugin.PngInfo()
     if metadata:
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
-    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    return lambda tmp: image.save(tmp, format="PNG", pnginfo=info)
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:
@@ -164,10 +170,12 @@ def _read_text_chunks(path: str | Path) -> dict[str, str]:
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 120) -> Path:
     """An animated GIF that plays the trajectory forwards and back."""
+    return atomic_write(Path(path), gif_writer(frames, duration_ms))
+
+
+def gif_writer(frames: Sequence[Image.Image], duration_ms: int = 120) -> Writer:
+    """What :func:`save_gif` writes, as a writer (see :func:`png_writer`)."""
     if not frames:
         raise InputError("no frames for the GIF")
     loop = list(frames) + list(frames[-2:0:-1])
-    return atomic_write(
-        Path(path),
-        lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0),
-    )
+    return lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0)

@@ -132,14 +132,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _save_images(folder: Path, collected: list[tuple[list[str], int, list]]) -> None:
-    from unclip_core.images import save_png
+    """Every image of the run into ``folder``, all or none."""
+    from unclip_core.atomic import atomic_write_all
+    from unclip_core.images import png_writer
 
-    index = 0
+    writes = []
     for prompts, n, images in collected:
         for j, image in enumerate(images):
             slug = prompts[j // n].replace(" ", "_")
-            save_png(image, folder / f"{index:04d}-{slug}.png")
-            index += 1
+            writes.append((folder / f"{len(writes):04d}-{slug}.png", png_writer(image)))
+    atomic_write_all(writes)
 
 
 def format_report(report: dict[str, Any]) -> str:

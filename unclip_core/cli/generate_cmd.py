@@ -95,25 +95,23 @@ def _output_path(out: str | Path) -> Path:
 def _write_results(images: list, out: Path, metadata: dict[str, Any], gif: bool = False) -> None:
     """One image: ``out``. Several: a grid at ``out``, each image beside it as ``out-<i>.png``
     and, with ``gif``, an animation ``out.gif``. Every path is checked before the first is
-    written, so a folder in the way of the fifth leaves none of them half-done."""
-    from unclip_core.images import make_grid, save_gif, save_png
+    written, and all are written or none (a full disk at the third leaves none of them)."""
+    from unclip_core.atomic import atomic_write_all
+    from unclip_core.images import gif_writer, make_grid, png_writer
 
     if len(images) == 1:
-        save_png(images[0], out, metadata)
-        print(out)
-        return
-    singles = [out.with_name(f"{out.stem}-{index}.png") for index in range(len(images))]
-    animation = out.with_suffix(".gif") if gif else None
-    for path in [*singles, *([animation] if animation else [])]:
-        check_writable(path)
-    save_png(make_grid(images), out, metadata)
-    print(out)
-    for index, (image, path) in enumerate(zip(images, singles)):
-        save_png(image, path, {**metadata, "index": index})
+        writes = [(out, png_writer(images[0], metadata))]
+    else:
+        singles = [out.with_name(f"{out.stem}-{index}.png") for index in range(len(images))]
+        animation = out.with_suffix(".gif") if gif else None
+        for path in [*singles, *([animation] if animation else [])]:
+            check_writable(path)
+        writes = [(out, png_writer(make_grid(images), metadata))]
+        writes += [(path, png_writer(image, {**metadata, "index": index})) for index, (image, path) in enumerate(zip(images, singles))]
+        if animation is not None:
+            writes.append((animation, gif_writer(images)))
+    for path in atomic_write_all(writes):
         print(path)
-    if animation is not None:
-        save_gif(images, animation)
-        print(animation)
 
 
 def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any]:
