@@ -349,3 +349,29 @@ def test_a_full_disk_that_names_no_file_is_still_one_line():
     from unclip_core.cli.main import _user_message
 
     assert _user_message(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device (while writing an output)"
+
+
+# ------------------------------------------------------------------ 11: a plugin that exits
+@pytest.mark.parametrize("command", [["plugins"], ["recipe", "validate", "{recipe}"], ["generate", PROMPT, "-r", "{recipe}", "-o", "{out}"]])
+def test_a_plugin_calling_sys_exit_at_import_is_named_and_the_rest_works(capsys, tmp_path, monkeypatch, tiny_recipe_path, command):
+    import sys
+
+    import unclip_core.registry as reg
+    from tests.test_registry import make_distribution
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make_distribution(tmp_path, "exiting-plugin", "fake_unclip_exiting", "import sys\nsys.exit(3)\n")
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    try:
+        out = tmp_path / "out.png"
+        argv = [str(tiny_recipe_path) if a == "{recipe}" else str(out) if a == "{out}" else a for a in command]
+        status, stdout, stderr = run(capsys, *argv)
+        assert status == 0, stderr
+        registry = reg.default_registry()
+        failures = {f.plugin: f.error for f in registry.failures}
+        assert failures["exiting-plugin"] == "called sys.exit(3)"
+        if command == ["plugins"]:
+            assert "exiting-plugin (exiting-plugin): called sys.exit(3)" in stdout and "ddim" in stdout
+    finally:
+        monkeypatch.setattr(reg, "_DEFAULT", None)
+        sys.modules.pop("fake_unclip_exiting", None)
