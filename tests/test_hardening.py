@@ -375,3 +375,26 @@ def test_a_plugin_calling_sys_exit_at_import_is_named_and_the_rest_works(capsys,
     finally:
         monkeypatch.setattr(reg, "_DEFAULT", None)
         sys.modules.pop("fake_unclip_exiting", None)
+
+
+# ------------------------------------------------------------------ 7: weights that are all +inf
+def test_weights_that_are_all_inf_are_refused_before_drawing(capsys, tmp_path, tiny_recipe_data, registry):
+    import math
+
+    import torch
+
+    from unclip_core.recipe.assemble import build_component
+    from unclip_core.recipe.validate import validate_recipe
+    from unclip_core.weights import save_weights
+
+    decoder = build_component(validate_recipe(tiny_recipe_data, registry).decoder)
+    with torch.no_grad():
+        for parameter in decoder.parameters():
+            parameter.fill_(math.inf)
+    save_weights(decoder, tmp_path / "decoder.safetensors")
+    data = {**tiny_recipe_data, "decoder": {**tiny_recipe_data["decoder"], "weights": "decoder.safetensors"}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out" / "black.png"
+    status, _, stderr = run(capsys, "generate", PROMPT, "-r", tmp_path / "recipe.yaml", "-o", out)
+    assert_one_line_refusal(status, stderr, f"{tmp_path / 'decoder.safetensors'} holds infinite values")
+    assert not out.parent.exists()
