@@ -398,3 +398,98 @@ def test_weights_that_are_all_inf_are_refused_before_drawing(capsys, tmp_path, t
     status, _, stderr = run(capsys, "generate", PROMPT, "-r", tmp_path / "recipe.yaml", "-o", out)
     assert_one_line_refusal(status, stderr, f"{tmp_path / 'decoder.safetensors'} holds infinite values")
     assert not out.parent.exists()
+
+
+# ------------------------------------------------------------------ 12, 13: checkpoints on --resume
+TRAIN_RECIPE = Path(__file__).parent / "recipes" / "tiny-train-decoder.yaml"
+
+
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory) -> Path:
+    """A run folder after one step of the tiny decoder recipe (its checkpoint is the reference)."""
+    from unclip_core.cli.main import main
+
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", str(TRAIN_RECIPE), "--out", str(run_dir), "--max-steps", "1", "-q"]) == 0
+    return run_dir
+
+
+def corrupt(tensors: dict, metadata: dict, how: str) -> None:
+    import torch
+
+    ema_name = next(k for k in tensors if k.startswith("ema/") and tensors[k].ndim == 4)
+    optim_name = next(k for k in tensors if k.startswith("optim/") and k.endswith("/exp_avg") and tensors[k].ndim >= 2)
+    if how == "missing rng":
+        del tensors["rng/train"]
+    elif how == "step abc":
+        metadata["step"] = "abc"
+    elif how == "ema shape":
+        tensors[ema_name] = tensors[ema_name][:1].clone()
+    elif how == "ema nan":
+        tensors[ema_name] = torch.full_like(tensors[ema_name], float("nan"))
+    elif how == "rng state":
+        tensors["rng/torch"] = tensors["rng/torch"][:100].clone()
+    elif how == "rng dtype":
+        tensors["rng/train"] = tensors["rng/train"].float()
+    elif how == "optim shape":
+        tensors[optim_name] = tensors[optim_name].flatten()[:3].clone()
+    elif how == "optim index":
+        tensors["optim/99999/exp_avg"] = tensors[optim_name].clone()
+    elif how == "param groups":
+        metadata["param_groups"] = "[{]"
+
+
+@pytest.mark.parametrize("how, message", [
+    ("missing rng", "checkpoint entry rng/train is missing"),
+    ("step abc", "checkpoint entry step should be a whole number ≥ 0, got 'abc'"),
+    ("ema shape", "(ema) does not fit the model's config: shape mismatch"),
+    ("ema nan", "(ema) holds NaN values"),
+    ("rng state", "checkpoint entry rng/torch is not a random-generator state"),
+    ("rng dtype", "checkpoint entry rng/train is not a random-generator state (float32"),
+    ("optim shape", "has shape (3,), its parameter"),
+    ("optim index", "checkpoint entry optim/99999/exp_avg names no parameter"),
+    ("param groups", "checkpoint entry param_groups is not the optimiser's groups as JSON"),
+])
+def test_a_corrupt_checkpoint_is_refused_before_step_1(capsys, tmp_path, one_step_run, how, message):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from unclip_core.weights import read_metadata
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(one_step_run, run_dir)
+    checkpoint = run_dir / "last.safetensors"
+    tensors, metadata = load_file(str(checkpoint)), read_metadata(checkpoint)
+    corrupt(tensors, metadata, how)
+    save_file(tensors, str(checkpoint), metadata=metadata)
+    before = files_in(run_dir)
+    status, _, stderr = run(capsys, "train", TRAIN_RECIPE, "--out", run_dir, "--resume", "--max-steps", 2, "-q")
+    assert_one_line_refusal(status, stderr, str(checkpoint), message)
+    assert files_in(run_dir) == before
+
+
+def test_a_good_checkpoint_still_resumes(capsys, tmp_path, one_step_run):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(one_step_run, run_dir)
+    status, _, stderr = run(capsys, "train", TRAIN_RECIPE, "--out", run_dir, "--resume", "--max-steps", 2, "-q")
+    assert status == 0, stderr
+
+
+def test_temporaries_a_killed_save_left_are_removed_at_start(capsys, tmp_path, one_step_run):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(one_step_run, run_dir)
+    stale = [run_dir / f".last.safetensors.{token}.tmp" for token in ("0123456789abcdef", "fedcba9876543210")]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    unrelated = [run_dir / ".notes.txt.0123456789abcdef.tmp", run_dir / ".last.safetensors.mine.tmp"]
+    for path in unrelated:
+        path.write_bytes(b"not ours")
+    status, _, stderr = run(capsys, "train", TRAIN_RECIPE, "--out", run_dir, "--resume", "--max-steps", 2, "-q")
+    assert status == 0, stderr
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in unrelated)
