@@ -493,3 +493,33 @@ def test_temporaries_a_killed_save_left_are_removed_at_start(capsys, tmp_path, o
     assert status == 0, stderr
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in unrelated)
+
+
+# ------------------------------------------------------------------ docs/shapes.md
+def test_the_shapes_page_states_the_worlds_numbers():
+    """docs/shapes.md is the user's description of the world: its numbers are the code's."""
+    from unclip_plugins.shapes import checker, world
+
+    page = (Path(__file__).parents[1] / "docs" / "shapes.md").read_text(encoding="utf-8")
+    for name, rgb in world.PALETTE.items():
+        assert f"| {name} | {rgb} |" in page
+    assert str(world.BACKGROUND) in page
+    for shape in world.SHAPES:
+        assert f"**{shape}**" in page
+    for relation in world.RELATIONS:
+        assert f"`{relation}`" in page
+    for color, shape in world.HELD_OUT_PAIRS:
+        assert f"**{color} {shape}**" in page
+    low, high = world.SIZE_RANGE
+    assert f"between {low} and {high}" in page
+    assert f"{world.ONE_OBJECT_PROBABILITY:.0%} of scenes" in page and f"{1 - world.ONE_OBJECT_PROBABILITY:.0%})" in page
+    assert f"±{world.ONE_OBJECT_JITTER}" in page and f"±{world.TWO_OBJECT_JITTER}" in page
+    assert f"{world.TWO_OBJECT_OFFSET} left or right" in page
+    assert f"at least {checker.MIN_OBJECT_FRACTION:.1%} of the canvas" in page
+
+
+def test_user_docs_never_point_outside_the_project():
+    root = Path(__file__).parents[1]
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "recipes").rglob("*.yaml"))]:
+        assert "../shared" not in page.read_text(encoding="utf-8"), page
+        assert "SHAPES.md" not in page.read_text(encoding="utf-8"), page

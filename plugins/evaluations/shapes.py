@@ -1,7 +1,7 @@
 """``unclip eval shapes``: generate the shapes world's prompt sets and read the images back.
 
 Groups split what the issue asks to see apart: one- and two-object captions, each with only
-colour–shape pairs seen in training or with at least one held-out pair (SHAPES.md). Accuracy
+colour–shape pairs seen in training or with at least one held-out pair (docs/shapes.md). Accuracy
 is judged on the first image of every prompt, so each prompt weighs the same; a spread of
 prompts gets extra samples for the diversity figure (mean pairwise RMS distance).
 """
