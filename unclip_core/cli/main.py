@@ -40,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_command_modules() -> list:
-    """Commands that live in their own modules (training, embedding, evaluation, import, inpainting)."""
+    """Commands that live in their own modules (training, embedding, evaluation, import, inpainting, doctor)."""
     import importlib
 
     found = []
-    for name in ("train_cmd", "embed_cmd", "eval_cmd", "import_cmd", "inpaint_cmd"):
+    for name in ("train_cmd", "embed_cmd", "eval_cmd", "import_cmd", "inpaint_cmd", "doctor_cmd"):
         try:
             found.append(importlib.import_module(f"unclip_core.cli.{name}"))
         except ModuleNotFoundError as exc:

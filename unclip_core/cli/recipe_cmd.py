@@ -43,7 +43,7 @@ def _first_comment(path: Path) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from unclip_core.recipe.files import shipped_recipes
+    from unclip_core.recipe.shipped import shipped_recipes
 
     recipes = shipped_recipes()
     width = max((len(n) for n in recipes), default=4)
