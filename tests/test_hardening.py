@@ -523,3 +523,36 @@ def test_user_docs_never_point_outside_the_project():
     for page in [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "recipes").rglob("*.yaml"))]:
         assert "../shared" not in page.read_text(encoding="utf-8"), page
         assert "SHAPES.md" not in page.read_text(encoding="utf-8"), page
+
+
+def test_a_full_disk_during_registry_export_keeps_the_old_catalogue(capsys, tmp_path, monkeypatch):
+    import errno
+
+    assert run(capsys, "registry", "export", "--out", tmp_path / "reg")[0] == 0
+    before = files_in(tmp_path / "reg")
+    real_write_text = Path.write_text
+    calls = []
+
+    def write_text(self, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    status, _, stderr = run(capsys, "registry", "export", "--out", tmp_path / "reg")
+    assert_one_line_refusal(status, stderr, "No space left on device: ", str(tmp_path / "reg"))
+    monkeypatch.undo()
+    assert files_in(tmp_path / "reg") == before
+    assert not [p for p in (tmp_path / "reg").rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("setting, field", [
+    ("prompts_per_group=1000000000", "prompts_per_group"),
+    ("diversity_samples=100000", "diversity_samples"),
+    (f"prompt_seed={2**64}", "prompt_seed"),
+])
+def test_eval_settings_that_could_never_finish_are_refused(capsys, tmp_path, setting, field):
+    status, _, stderr = run(capsys, "eval", "shapes", "-s", setting, "--save", tmp_path / "out")
+    assert_one_line_refusal(status, stderr, f"evaluation 'shapes' settings: {field}: Input should be less than or equal to")
+    assert not (tmp_path / "out").exists()
