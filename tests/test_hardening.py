@@ -556,3 +556,17 @@ def test_eval_settings_that_could_never_finish_are_refused(capsys, tmp_path, set
     status, _, stderr = run(capsys, "eval", "shapes", "-s", setting, "--save", tmp_path / "out")
     assert_one_line_refusal(status, stderr, f"evaluation 'shapes' settings: {field}: Input should be less than or equal to")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_slot_file_is_copied_and_stays_a_slot_file(capsys, tmp_path):
+    """A slot file is one stage, not a recipe: cp reads it within the YAML limits and keeps
+    its ``# Slot:`` mark first, so the copy still works as ``prior: copy.yaml``."""
+    from unclip_core.recipe.files import expand_slot_files, is_slot_file, shipped_recipes_dir
+
+    source = shipped_recipes_dir() / "shapes-prior-ar.yaml"
+    copy = tmp_path / "my-prior.yaml"
+    status, _, stderr = run(capsys, "recipe", "cp", source, copy)
+    assert status == 0, stderr
+    assert is_slot_file(copy)
+    expanded = expand_slot_files({"prior": copy.name}, tmp_path)["prior"]
+    assert Path(expanded["weights"]).is_file()

@@ -109,7 +109,7 @@ def _show_training(args: argparse.Namespace) -> int:
 
 
 def run_cp(args: argparse.Namespace) -> int:
-    from unclip_core.recipe.files import find_recipe, read_yaml
+    from unclip_core.recipe.files import find_recipe, is_slot_file, read_yaml
 
     source = find_recipe(args.recipe)
     destination = check_writable(args.destination, "recipe copy", folder=Path(args.destination).is_dir())
@@ -118,10 +118,12 @@ def run_cp(args: argparse.Namespace) -> int:
     if destination.exists() and not args.force:
         raise InputError(f"{destination} already exists; pass --force to overwrite it")
     # Validated before anything is copied: a binary file, a billion-laughs or a broken recipe
-    # is refused in one line like `recipe validate` refuses it.
-    _load_any(str(source), [])
-    text = source.read_text(encoding="utf-8")
+    # is refused in one line like `recipe validate` refuses it. A slot file (one stage, not a
+    # recipe) is read within the same limits.
     data = read_yaml(source) or {}
+    if not is_slot_file(source):
+        _load_any(str(source), [])
+    text = source.read_text(encoding="utf-8")
     rewritten = False
     for relative in _weights_paths(data):
         shipped = (source.parent / relative).resolve()
@@ -146,14 +148,17 @@ def run_cp(args: argparse.Namespace) -> int:
 
 def _note_the_copy(text: str, source: Path) -> str:
     """The copy's comments made true for its new place: the files they call "next to this
-    file" are beside the original, and a first line says so."""
+    file" are beside the original, and a first line says so (after a slot file's mark)."""
+    from unclip_core.recipe.shipped import SLOT_FILE_MARK
+
     folder = str(source.parent)
     lines = [
         line.replace("next to this file", f"in {folder}") if line.lstrip().startswith("#") else line
         for line in text.splitlines(keepends=True)
     ]
     note = f"# Copied from {source}: relative weights and slot-file paths now point into {folder}.\n"
-    return note + "".join(lines)
+    first = 1 if lines and lines[0].startswith(SLOT_FILE_MARK) else 0  # a slot file keeps its mark first
+    return "".join(lines[:first]) + note + "".join(lines[first:])
 
 
 def _slot_files(data: object) -> list[tuple[str, str]]:
