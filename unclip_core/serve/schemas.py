@@ -14,6 +14,7 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from unclip_core.cli.limits import SEED_MAX, TEXT_ARGUMENTS, check_seed, check_text
 from unclip_core.errors import InputError
 from unclip_core.images import load_image_bytes
 
@@ -35,7 +36,7 @@ _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.ASCII
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
     recipe: str | None = Field(None, description="one of the recipes the server was started with (default: the first)")
-    seed: int = Field(0, ge=0, lt=2**63, description="random seed: same seed, same images")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed: same seed, same images")
     overrides: list[str] = Field(default_factory=list, description="recipe overrides, KEY=VALUE, as on the command line")
 
 
@@ -85,8 +86,10 @@ def parse_request(operation: str, body: Any) -> _Request:
     """The checked request, or an :class:`InputError` naming the first bad field in one line."""
     if not isinstance(body, dict):
         raise InputError(f"the request body must be a JSON object, got {type(body).__name__}")
+    if "seed" in body:  # the CLI's limit and words
+        check_seed(body["seed"], "seed")
     try:
-        return REQUESTS[operation].model_validate(body)
+        checked = REQUESTS[operation].model_validate(body)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "body"
@@ -98,6 +101,10 @@ def parse_request(operation: str, body: Any) -> _Request:
         if error["type"] == "extra_forbidden":
             message = f"unknown field; {operation} takes {', '.join(REQUESTS[operation].model_fields)}"
         raise InputError(f"{where}: {message}") from None
+    for name in TEXT_ARGUMENTS:
+        if isinstance(getattr(checked, name, None), str):
+            check_text(getattr(checked, name), name)
+    return checked
 
 
 def decode_upload(value: str, name: str) -> Image.Image:
