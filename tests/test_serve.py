@@ -314,3 +314,13 @@ def test_docs_curl_examples_run_against_the_app(client):
         for line in expected:
             pattern = ".*".join(re.escape(part) for part in line.split("..."))
             assert re.search(pattern, answer.text), f"{command!r} answered {answer.text[:300]!r}, not {line!r}"
+
+
+def test_the_docs_state_the_servers_limits():
+    from unclip_core.serve import schemas
+
+    body = f"{schemas.MAX_BODY_BYTES:,}"
+    for page in ("serve.md", "recipes.md"):
+        text = (ROOT / "docs" / page).read_text()
+        assert body in text and f"{schemas.MAX_UPLOAD_BYTES // 2**20} MiB" in text, page
+    assert f"at most {schemas.MAX_IMAGES} images" in (ROOT / "docs" / "recipes.md").read_text()
