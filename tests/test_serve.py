@@ -281,6 +281,18 @@ def test_a_port_in_use_is_one_line_before_any_loading(capsys):
     assert error == f"unclip: error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another --port or --host)"
 
 
+def test_without_the_serve_extra_the_command_says_what_to_install(capsys, monkeypatch):
+    import sys
+
+    from unclip_core.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "unclip: error: unclip serve needs the 'serve' extra (uvicorn is missing): pip install 'unclip[serve]'"
+    )
+
+
 def test_the_serve_command_module_imports_no_web_framework():
     import subprocess
     import sys
