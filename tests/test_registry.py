@@ -175,3 +175,62 @@ def test_trace_prints_hook_calls(monkeypatch, capsys):
     discover()
     err = capsys.readouterr().err
     assert "call samplers.register_samplers" in err and "register sampler 'ddim'" in err
+
+
+IMPORTER = """
+from pathlib import Path
+
+from unclip_core import hookimpl
+
+
+class Echo:
+    help = "writes a one-line recipe naming its argument"
+
+    def add_arguments(self, parser):
+        parser.add_argument("source")
+        parser.add_argument("--out", required=True)
+
+    def run(self, args):
+        recipe = Path(args.out) / "echo.yaml"
+        recipe.parent.mkdir(parents=True, exist_ok=True)
+        recipe.write_text(f"# Run: unclip generate x -r {recipe}\\n# from {args.source}\\n")
+        return recipe
+
+
+@hookimpl
+def register_importers(register):
+    register("echo", Echo())
+"""
+
+
+def test_a_plugin_registers_an_import_format(plugin_dir, tmp_path, capsys, monkeypatch):
+    """``unclip import FORMAT`` runs whatever format a plugin registers, with its own arguments;
+    the core names no format (the built-in karlo one comes through the same hook)."""
+    import unclip_core.registry as reg
+
+    make_distribution(plugin_dir, "echo-importer", "fake_unclip_echo", IMPORTER)
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    registry = reg.default_registry()
+    assert registry.importer("karlo").provider.distribution == "unclip"
+    assert registry.importer("echo").provider.distribution == "echo-importer"
+    assert main(["import", "echo", "some-source", "--out", str(tmp_path / "out")]) == 0
+    assert "run it with: unclip generate x -r" in capsys.readouterr().out
+    assert (tmp_path / "out" / "echo.yaml").read_text().splitlines()[1] == "# from some-source"
+    assert main(["import", "ehco", "x"]) == 2
+    assert "'ehco' is not a registered import format (did you mean 'echo'?)" in capsys.readouterr().err
+    assert main(["plugins"]) == 0
+    assert any(line.split()[:2] == ["importer", "echo"] for line in capsys.readouterr().out.splitlines())
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+
+
+def test_an_importer_without_run_is_a_plugin_failure(plugin_dir):
+    make_distribution(plugin_dir, "bad-importer", "fake_unclip_badimp", """
+from unclip_core import hookimpl
+
+@hookimpl
+def register_importers(register):
+    register("nothing", object())
+""")
+    registry = discover()
+    assert "nothing" not in registry.importers
+    assert any("must have add_arguments(parser) and run(args)" in f.error for f in registry.failures)

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from unclip_core import hookspecs
 from unclip_core.errors import PluginError
 from unclip_core.hookspecs import HOOK_FOR_KIND, PROJECT
+from unclip_core.importing import Importer
 from unclip_core.interfaces import KINDS, ComponentConfig
 
 REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "dataset", "evaluation")
@@ -68,6 +69,16 @@ class ComponentSpec:
 
 
 @dataclass(frozen=True)
+class ImporterSpec:
+    """One registered ``unclip import`` format (an :class:`~unclip_core.importing.Importer`)."""
+
+    name: str
+    importer: Any
+    provider: Provider
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class PluginFailure:
     plugin: str
     distribution: str
@@ -83,6 +94,7 @@ class Registry:
     duplicates: dict[tuple[str, str], list[Provider]] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: dict[str, Provider] = field(default_factory=dict)
+    importers: dict[str, ImporterSpec] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lookups
     def names(self, kind: str) -> list[str]:
@@ -109,6 +121,16 @@ class Registry:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         listing = ", ".join(known) if known else "none registered"
         return f"{name!r} is not a registered {kind}{hint}; known {kind}s: {listing}"
+
+    def importer(self, name: str) -> ImporterSpec:
+        """The ``unclip import`` format ``name``, or a :class:`PluginError` listing the known ones."""
+        try:
+            return self.importers[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, sorted(self.importers), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            listing = ", ".join(sorted(self.importers)) or "none registered"
+            raise PluginError(f"{name!r} is not a registered import format{hint}; known formats: {listing}") from None
 
     def all_components(self) -> Iterable[ComponentSpec]:
         for kind in REGISTRY_KINDS:
@@ -169,6 +191,21 @@ def _make_register(registry: Registry, kind: str, provider: Provider) -> Callabl
     return register
 
 
+def _make_importer_register(registry: Registry, provider: Provider) -> Callable[..., None]:
+    def register(name: str, importer: Any, *, summary: str | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{provider}: an importer was registered without a name")
+        if not isinstance(importer, Importer):
+            raise PluginError(f"{provider}: importer {name!r} must have add_arguments(parser) and run(args)")
+        existing = registry.importers.get(name)
+        if existing is not None:
+            raise PluginError(f"importer {name!r} is already registered by {existing.provider}")
+        text = summary or getattr(importer, "help", "") or ""
+        registry.importers[name] = ImporterSpec(name, importer, provider, text.strip())
+
+    return register
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
@@ -218,11 +255,12 @@ def discover(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()) -> R
             continue
         registry.plugins[name] = provider
 
-    for kind, hook_name in HOOK_FOR_KIND.items():
+    hooks = [*HOOK_FOR_KIND.items(), (None, "register_importers")]
+    for kind, hook_name in hooks:
         hook = getattr(manager.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order
             provider = registry.plugins[impl.plugin_name]
-            register = _make_register(registry, kind, provider)
+            register = _make_register(registry, kind, provider) if kind else _make_importer_register(registry, provider)
             _trace(f"call {impl.plugin_name}.{hook_name}")
             try:
                 impl.function(register=register)

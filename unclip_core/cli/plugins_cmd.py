@@ -41,6 +41,16 @@ def run_plugins(args: argparse.Namespace) -> int:
                         }
                         for s in registry.all_components()
                     ],
+                    "importers": [
+                        {
+                            "name": i.name,
+                            "distribution": i.provider.distribution,
+                            "version": i.provider.version,
+                            "plugin": i.provider.plugin,
+                            "summary": i.summary,
+                        }
+                        for i in sorted(registry.importers.values(), key=lambda i: i.name)
+                    ],
                     "duplicates": [
                         {"kind": k, "name": n, "providers": [str(p) for p in providers]}
                         for (k, n), providers in registry.duplicates.items()
@@ -57,6 +67,9 @@ def run_plugins(args: argparse.Namespace) -> int:
     rows = [
         (s.kind, s.name, f"{s.provider.distribution} {s.provider.version}", s.summary)
         for s in registry.all_components()
+    ] + [
+        ("importer", i.name, f"{i.provider.distribution} {i.provider.version}", i.summary)
+        for i in sorted(registry.importers.values(), key=lambda i: i.name)
     ]
     widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("KIND", "NAME", "PROVIDER"))]
     print(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'PROVIDER':<{widths[2]}}  SUMMARY")
