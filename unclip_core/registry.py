@@ -20,6 +20,7 @@ import difflib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,6 +40,12 @@ REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "dataset", "evaluation")
 """The five pipeline kinds plus training datasets and evaluations."""
 
 ENTRY_POINT_GROUP = PROJECT
+
+FIRST_PARTY = "unclip"
+"""The distribution whose components keep their names when a plugin registers them again."""
+
+QUALIFIER = ":"
+"""``plugin:name`` names the component one plugin registered (see :meth:`Registry.get`)."""
 
 
 @dataclass(frozen=True)
@@ -95,25 +102,58 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: dict[str, Provider] = field(default_factory=dict)
     importers: dict[str, ImporterSpec] = field(default_factory=dict)
+    registered: dict[tuple[str, str], list[ComponentSpec]] = field(default_factory=dict)
+    """Every registration of each ``(kind, name)``, clashing ones included (for ``plugin:name``)."""
 
     # ------------------------------------------------------------------ lookups
     def names(self, kind: str) -> list[str]:
         return sorted(set(self.components.get(kind, {})) | {n for k, n in self.duplicates if k == kind})
 
     def get(self, kind: str, name: str) -> ComponentSpec:
-        """The component, or a :class:`PluginError` saying why not (with "did you mean")."""
+        """The component, or a :class:`PluginError` saying why not (with "did you mean").
+
+        ``plugin:name`` picks the ``name`` that plugin (its entry point) registered: how a
+        third-party component whose name a built-in already has stays reachable."""
         if kind not in self.components:
             raise PluginError(f"unknown component kind {kind!r}; kinds are {', '.join(REGISTRY_KINDS)}")
+        if QUALIFIER in name:
+            plugin, _, bare = name.partition(QUALIFIER)
+            for spec in self.registered.get((kind, bare), []):
+                if spec.provider.plugin == plugin:
+                    return spec
+            raise PluginError(f"plugin {plugin!r} registers no {kind} {bare!r}; " + self.unknown_message(kind, bare))
         if (kind, name) in self.duplicates:
             providers = " and ".join(str(p) for p in self.duplicates[(kind, name)])
+            choices = ", ".join(repr(f"{p.plugin}{QUALIFIER}{name}") for p in self.duplicates[(kind, name)])
             raise PluginError(
                 f"{kind} {name!r} is registered by both {providers}; "
-                "disable one with UNCLIP_DISABLE_PLUGINS"
+                f"name one as {choices}, or disable one with UNCLIP_DISABLE_PLUGINS"
             )
         try:
             return self.components[kind][name]
         except KeyError:
             raise PluginError(self.unknown_message(kind, name)) from None
+
+    def shadowed(self) -> list[ComponentSpec]:
+        """Third-party components registered under a built-in's name: the built-in keeps the
+        name, these answer to ``plugin:name`` (:meth:`get`)."""
+        return [
+            spec
+            for (kind, name), specs in sorted(self.registered.items())
+            for spec in specs
+            if name in self.components[kind] and self.components[kind][name] is not spec
+        ]
+
+    def clash_warning(self) -> str | None:
+        """One line naming every shadowed component, for the CLI to show on every command."""
+        shadowed = self.shadowed()
+        if not shadowed:
+            return None
+        named = "; ".join(
+            f"{spec.kind} {spec.name!r} of {spec.provider} (use it as '{spec.provider.plugin}{QUALIFIER}{spec.name}')"
+            for spec in shadowed
+        )
+        return f"built-in names win over plugins that register them again: {named}; `unclip plugins` lists them"
 
     def unknown_message(self, kind: str, name: str) -> str:
         known = self.names(kind)
@@ -139,22 +179,31 @@ class Registry:
 
     # ------------------------------------------------------------------ registration
     def _add(self, spec: ComponentSpec) -> None:
+        """A first-party (``unclip``) component keeps its name whatever registers it again, so
+        installing a plugin never breaks the shipped recipes; two third-party components with
+        one name are ambiguous and answer only to their qualified names."""
         key = (spec.kind, spec.name)
+        self.registered.setdefault(key, []).append(spec)
         if key in self.duplicates:
             self.duplicates[key].append(spec.provider)
             return
-        existing = self.components[spec.kind].pop(spec.name, None)
-        if existing is not None:
-            self.duplicates[key] = [existing.provider, spec.provider]
-            self.failures.append(
-                PluginFailure(
-                    spec.provider.plugin,
-                    spec.provider.distribution,
-                    f"{spec.kind} {spec.name!r} is already registered by {existing.provider}",
-                )
-            )
+        existing = self.components[spec.kind].get(spec.name)
+        if existing is None:
+            self.components[spec.kind][spec.name] = spec
             return
-        self.components[spec.kind][spec.name] = spec
+        first_party = [s for s in (existing, spec) if s.provider.distribution == FIRST_PARTY]
+        if len(first_party) == 1:
+            self.components[spec.kind][spec.name] = first_party[0]
+            return
+        del self.components[spec.kind][spec.name]
+        self.duplicates[key] = [existing.provider, spec.provider]
+        self.failures.append(
+            PluginFailure(
+                spec.provider.plugin,
+                spec.provider.distribution,
+                f"{spec.kind} {spec.name!r} is already registered by {existing.provider}",
+            )
+        )
 
 
 def _split_env(name: str) -> set[str]:
@@ -284,4 +333,11 @@ def default_registry(refresh: bool = False) -> Registry:
     global _DEFAULT
     if _DEFAULT is None or refresh:
         _DEFAULT = discover()
+        clash = _DEFAULT.clash_warning()
+        if clash is not None:
+            warnings.warn(clash, PluginClashWarning, stacklevel=2)
     return _DEFAULT
+
+
+class PluginClashWarning(UserWarning):
+    """A plugin registered a name a built-in already has; the built-in keeps it."""

@@ -51,6 +51,16 @@ def run_plugins(args: argparse.Namespace) -> int:
                         }
                         for i in sorted(registry.importers.values(), key=lambda i: i.name)
                     ],
+                    "shadowed": [
+                        {
+                            "kind": s.kind,
+                            "name": s.name,
+                            "use_as": f"{s.provider.plugin}:{s.name}",
+                            "distribution": s.provider.distribution,
+                            "plugin": s.provider.plugin,
+                        }
+                        for s in registry.shadowed()
+                    ],
                     "duplicates": [
                         {"kind": k, "name": n, "providers": [str(p) for p in providers]}
                         for (k, n), providers in registry.duplicates.items()
@@ -68,6 +78,10 @@ def run_plugins(args: argparse.Namespace) -> int:
         (s.kind, s.name, f"{s.provider.distribution} {s.provider.version}", s.summary)
         for s in registry.all_components()
     ] + [
+        (s.kind, f"{s.provider.plugin}:{s.name}", f"{s.provider.distribution} {s.provider.version}",
+         f"(its name {s.name!r} is a built-in's) {s.summary}")
+        for s in registry.shadowed()
+    ] + [
         ("importer", i.name, f"{i.provider.distribution} {i.provider.version}", i.summary)
         for i in sorted(registry.importers.values(), key=lambda i: i.name)
     ]
@@ -75,6 +89,10 @@ def run_plugins(args: argparse.Namespace) -> int:
     print(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'PROVIDER':<{widths[2]}}  SUMMARY")
     for kind, name, provider, summary in rows:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {provider:<{widths[2]}}  {summary}")
+    if registry.shadowed():
+        print("\nName clashes (the built-in keeps the name; the plugin's component answers to plugin:name):")
+        for spec in registry.shadowed():
+            print(f"  {spec.kind} {spec.name!r}: built-in, and {spec.provider} as '{spec.provider.plugin}:{spec.name}'")
     if registry.failures:
         print("\nPlugins with problems:")
         for failure in registry.failures:
