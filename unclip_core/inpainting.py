@@ -16,9 +16,9 @@ the end).
 RePaint's resampling (``resample`` > 1) also goes *back*: each step is taken ``resample``
 times, and between takes the sample is sent back to the step's starting noise level with
 fresh noise, ``x_t = √(ᾱ_t/ᾱ_prev) x_prev + √(1 − ᾱ_t/ᾱ_prev) z`` (jumps of one step).
-That needs a sampler that can take one step at a time — ``ddpm`` and ``ddim`` expose
-``timestep_pairs`` and ``step`` — and is refused with a clear error for the others
-(multistep solvers such as ``dpm-solver++`` keep a history that a jump back would break).
+That needs a sampler that can take one step at a time — one exposing ``timestep_pairs`` and
+``step``, as the built-in DDPM and DDIM samplers do — and is refused with a clear error for
+the others (multistep solvers keep a history that a jump back would break).
 """
 from __future__ import annotations
 
@@ -170,8 +170,9 @@ class RePaintSampler(Sampler):
             raise InputError(f"resample must be a whole number of at least 1, got {resample!r}")
         if resample > 1 and not (callable(getattr(inner, "step", None)) and callable(getattr(inner, "timestep_pairs", None))):
             raise InputError(
-                f"inpaint: resample={resample} needs a sampler that takes single steps (ddpm or ddim), but the {stage} "
-                f"sampler ({type(inner).__name__}) cannot; use resample=1 or set {stage}.sampler.type=ddim"
+                f"inpaint: resample={resample} needs a sampler that takes single steps (DDPM- or DDIM-style: step() and "
+                f"timestep_pairs()), but the {stage} sampler ({type(inner).__name__}) cannot; use resample=1 or another "
+                f"{stage}.sampler.type"
             )
         self.inner, self.known, self.repaint, self.resample = inner, known, repaint, resample
 

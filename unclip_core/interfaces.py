@@ -408,4 +408,4 @@ class Sampler(ABC, Generic[ConfigT]):
         """Map a clean sample to the noise that samples back to it (deterministic samplers)."""
         from unclip_core.errors import UnclipError
 
-        raise UnclipError(f"sampler {type(self).__name__} cannot invert; use a deterministic one such as 'ddim'")
+        raise UnclipError(f"sampler {type(self).__name__} cannot invert; use a deterministic one (`unclip plugins` lists the samplers)")

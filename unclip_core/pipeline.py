@@ -66,6 +66,11 @@ class Pipeline:
     decoder: Decoder
     decoder_sampler: Sampler
     upsamplers: list[tuple[Upsampler, Sampler]] = field(default_factory=list)
+    inversion_sampler: Sampler | None = None
+    """Deterministic sampler (with ``eta``) for inversion, variations, interpolation, text diffs."""
+    inversion_follows_decoder: bool = True
+    """The recipe named no ``decoder.inversion_sampler``: the registered one takes the decoder
+    sampler's ``steps`` and ``timestep_spacing`` (whatever that sampler is now)."""
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     recipe: Any = None
     """The :class:`~unclip_core.recipe.validate.ResolvedRecipe` this was built from, if any."""
@@ -150,21 +155,23 @@ class Pipeline:
         config = sampler.config.model_copy(update=changes)
         return type(sampler)(type(sampler.config).model_validate(config.model_dump()))
 
-    def _ddim(self, eta: float = 0.0) -> Sampler:
-        """A DDIM sampler with the decoder sampler's step count, for inversion and variations."""
-        if self.registry is None:
-            from unclip_core.registry import default_registry
-
-            self.registry = default_registry()
-        spec = self.registry.get("sampler", "ddim")
-        settings: dict[str, Any] = {"eta": eta}
-        steps = self._steps(self.decoder_sampler)
-        if steps is not None:
-            settings["steps"] = steps
-        spacing = getattr(self.decoder_sampler.config, "timestep_spacing", None)
-        if spacing is not None:
-            settings["timestep_spacing"] = spacing
-        return spec.build(spec.config_model.model_validate(settings))
+    def _inversion(self, eta: float = 0.0) -> Sampler:
+        """The recipe's inversion sampler (``decoder.inversion_sampler``) at noise scale ``eta``."""
+        sampler = self.inversion_sampler
+        if sampler is None:
+            raise InputError(
+                "this recipe has no inversion sampler and no plugin registers one; set decoder.inversion_sampler"
+            )
+        fields = type(sampler.config).model_fields
+        changes: dict[str, Any] = {"eta": eta} if "eta" in fields else {}
+        if self.inversion_follows_decoder:
+            for key in ("steps", "timestep_spacing"):
+                value = getattr(self.decoder_sampler.config, key, None)
+                if value is not None and key in fields:
+                    changes[key] = value
+        if eta and "eta" not in fields:
+            raise InputError(f"decoder.inversion_sampler ({type(sampler).__name__}) has no eta setting; variations need one")
+        return self._sampler_like(sampler, **changes) if changes else sampler
 
     @staticmethod
     def _check_prompts(
@@ -388,7 +395,7 @@ class Pipeline:
             raise InputError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
         generator = self.generator(seed)
         image_embed = self.encode_image([load_image(image)]).repeat(n, 1)
-        base = self.decode(image_embed, None, generator, sampler=self._ddim(eta))
+        base = self.decode(image_embed, None, generator, sampler=self._inversion(eta))
         return tensor_to_pil(self.upsample(base, generator))
 
     def invert(self, image: Image.Image | str | Path | Tensor) -> tuple[Tensor, Tensor]:
@@ -403,7 +410,7 @@ class Pipeline:
         cb, close = self._callback("inversion", self._steps(self.decoder_sampler), None)
         try:
             with self._running(self.decoder):
-                x_T = self._ddim(0.0).invert(self.decoder.denoiser(cond, 1.0), x0, callback=cb)
+                x_T = self._inversion(0.0).invert(self.decoder.denoiser(cond, 1.0), x0, callback=cb)
         finally:
             close()
         return z_i, x_T.float()
@@ -416,7 +423,7 @@ class Pipeline:
         upsampling draws its noise afresh from ``seed``. Otherwise each interpolation frame
         would get different upsampler noise (flicker), and the last frame would not be the
         end image's own reconstruction."""
-        base = self.decode(image_embed, None, self.generator(seed), x_T=x_T, sampler=self._ddim(0.0), guidance_scale=1.0)
+        base = self.decode(image_embed, None, self.generator(seed), x_T=x_T, sampler=self._inversion(0.0), guidance_scale=1.0)
         if not (upsample and self.upsamplers):
             return base
         return torch.cat([self.upsample(row[None], self.generator(seed)) for row in base])

@@ -44,6 +44,13 @@ ENTRY_POINT_GROUP = PROJECT
 FIRST_PARTY = "unclip"
 """The distribution whose components keep their names when a plugin registers them again."""
 
+ROLES: dict[str, str] = {
+    "inversion": "the deterministic sampler (with an ``eta`` setting) used for DDIM-style inversion, "
+    "variations, interpolation, text diffs and training previews when a recipe names none",
+}
+"""Roles a component may be registered for (``register(..., roles=(...))``): the core asks the
+registry for a role, never for a component by name."""
+
 QUALIFIER = ":"
 """``plugin:name`` names the component one plugin registered (see :meth:`Registry.get`)."""
 
@@ -70,6 +77,8 @@ class ComponentSpec:
     config_model: type[ComponentConfig]
     provider: Provider
     summary: str = ""
+    roles: tuple[str, ...] = ()
+    """What the core may use it for when a recipe names nothing (see :data:`ROLES`)."""
 
     def build(self, config: ComponentConfig) -> Any:
         return self.factory(config)
@@ -143,6 +152,14 @@ class Registry:
             for spec in specs
             if name in self.components[kind] and self.components[kind][name] is not spec
         ]
+
+    def for_role(self, kind: str, role: str) -> ComponentSpec:
+        """The component registered for ``role`` (a built-in first), or a :class:`PluginError`."""
+        candidates = [spec for spec in self.all_components() if spec.kind == kind and role in spec.roles]
+        candidates.sort(key=lambda spec: spec.provider.distribution != FIRST_PARTY)
+        if not candidates:
+            raise PluginError(f"no {kind} is registered for {role} ({ROLES.get(role, role)}); name one in the recipe")
+        return candidates[0]
 
     def clash_warning(self) -> str | None:
         """One line naming every shadowed component, for the CLI to show on every command."""
@@ -222,9 +239,13 @@ def _make_register(registry: Registry, kind: str, provider: Provider) -> Callabl
         config_model: type[BaseModel],
         *,
         summary: str | None = None,
+        roles: tuple[str, ...] = (),
     ) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"{provider}: a {kind} was registered without a name")
+        unknown = [role for role in roles if role not in ROLES]
+        if unknown:
+            raise PluginError(f"{provider}: {kind} {name!r} claims unknown role(s) {unknown}; roles are {', '.join(ROLES)}")
         if not (isinstance(config_model, type) and issubclass(config_model, ComponentConfig)):
             raise PluginError(
                 f"{provider}: {kind} {name!r} must give a config model derived from "
@@ -235,7 +256,7 @@ def _make_register(registry: Registry, kind: str, provider: Provider) -> Callabl
         doc = summary or (factory.__doc__ or "").strip().splitlines()[0:1]
         text = doc if isinstance(doc, str) else (doc[0] if doc else "")
         _trace(f"{provider.plugin}: register {kind} {name!r}")
-        registry._add(ComponentSpec(kind, name, factory, config_model, provider, text.strip()))
+        registry._add(ComponentSpec(kind, name, factory, config_model, provider, text.strip(), tuple(roles)))
 
     return register
 

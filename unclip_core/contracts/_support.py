@@ -54,13 +54,13 @@ def _build(factory: Callable[[Any], Any], config: ComponentConfig, kind: str) ->
 
 def _sampler_for(prior: Prior, sampler: Sampler | None) -> Sampler | None:
     """The sampler to pass a prior: none to one that samples by itself, the given one, or
-    else the registered ``ddim`` (3 steps)."""
+    else the sampler registered for the ``inversion`` role (3 steps)."""
     if prior.declared.needs_sampler is False:
         return None
     if sampler is not None:
         return sampler
     try:
-        spec = default_registry().get("sampler", "ddim")
+        spec = default_registry().for_role("sampler", "inversion")
         return spec.build(spec.config_model(steps=3))
     except UnclipError as exc:
         raise AssertionError(f"{_label(prior)}: needs a sampler; pass sampler=... ({exc})") from None

@@ -38,7 +38,7 @@ def check_component(
     returns the component built.
 
     ``batch`` is a training batch for ``training_loss`` (default: :func:`make_training_batch`);
-    ``sampler`` drives a prior that needs one (default: the registered ``ddim``, 3 steps);
+    ``sampler`` drives a prior that needs one (default: the sampler registered for the ``inversion`` role, 3 steps);
     ``stochastic`` says whether a prior's samples must (True) or must not (False) change with
     the generator's seed — None leaves it unchecked (samplers always must).
     """

@@ -15,6 +15,7 @@ streaming dataset (``shards``) replaces the index-based batches with each rank's
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -148,6 +149,7 @@ def train(
     model = build_component(resolved.model, trainable=True).train()
     _freeze(model, settings.freeze)
     dataset = build_component(resolved.dataset)
+    preview_sampler = build_component(resolved.preview_sampler) if resolved.preview_sampler else None
     streaming = is_streaming(dataset)
     if not streaming and len(dataset) == 0:
         raise UnclipError("the dataset is empty")
@@ -256,7 +258,7 @@ def train(
                 if state.step % recipe.output.checkpoint_every == 0:
                     _checkpoint(out, state, resolved)
                 if recipe.output.sample_every and state.step % recipe.output.sample_every == 0:
-                    _preview(recipe.stage, model, ema, preview_batch, out, state.step)
+                    _preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler)
 
     if bar is not None:
         bar.close()
@@ -264,7 +266,7 @@ def train(
                                "samples_per_s": samples_done / max(time.perf_counter() - started, 1e-9)}
     if dist.is_main:
         _checkpoint(out, state, resolved)
-        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step))
+        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler))
         _log(out, {"event": "end", **summary})
         summary["run_dir"] = str(out)
     dist.close()
@@ -346,14 +348,14 @@ def _checkpoint(out: Path, state: TrainingState, resolved: ResolvedTraining) -> 
         export_weights(state.model, state.ema, (resolved.base_dir / export).resolve(), resolved, state.step)
 
 
-def _preview(stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int) -> dict[str, float]:
+def _preview(
+    stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int, sampler: Any
+) -> dict[str, float]:
     if batch is None:
         return {}
-    import copy
-
     averaged = copy.deepcopy(model)
     ema.copy_to(averaged)
-    figures = preview(stage, averaged, batch, out, step)
+    figures = preview(stage, averaged, batch, out, step, sampler)
     if figures:
         _log(out, {"step": step, **figures})
     return figures

@@ -2,12 +2,13 @@
 
 One recipe trains one stage. It names the component being trained (``model``), the frozen
 CLIP that supplies embeddings for the prior and decoder stages (``encoder``), a registered
-``dataset``, and the optimiser, EMA, schedule and output settings::
+``dataset``, and the optimiser, EMA, schedule and output settings (capitals stand for
+registered components; recipes/train/ holds real ones)::
 
     stage: decoder
-    model:   {type: unclip-decoder, config: {...}}
-    encoder: {type: open-clip, config: {...}, weights: clip.safetensors}
-    dataset: {type: shapes, config: {size: 32}}
+    model:   {type: DECODER, config: {...}}
+    encoder: {type: ENCODER, config: {...}, weights: clip.safetensors}
+    dataset: {type: DATASET, config: {size: 32}}
     optim:   {lr: 1.0e-3, warmup_steps: 200}
     train:   {steps: 3000, batch_size: 32}
     output:  {dir: runs/decoder, export: shapes/decoder.safetensors}
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from unclip_core.recipe.schema import ComponentSlot
+from unclip_core.recipe.schema import ComponentSlot, SamplerSlot
 
 Stage = Literal["encoder", "prior", "decoder", "upsampler"]
 
@@ -28,7 +29,7 @@ class _Strict(BaseModel):
 
 
 class DatasetSlot(_Strict):
-    type: str = Field(description="Registered dataset name, e.g. 'shapes' or 'image-folder'.")
+    type: str = Field(description="Registered dataset name (`unclip plugins` lists them).")
     config: dict[str, Any] = Field(default_factory=dict, description="The dataset's own settings.")
 
 
@@ -86,6 +87,11 @@ class OutputSettings(_Strict):
     sample_every: int = Field(0, ge=0, description="Write a sample grid every N steps (0: only at the end).")
     export: str | None = Field(
         None, description="Where the EMA weights go (safetensors, relative to the recipe file), at each checkpoint and the end."
+    )
+    preview_sampler: SamplerSlot | None = Field(
+        None,
+        description="Sampler for the preview grids of diffusion stages; omitted: the sampler registered for the "
+        "'inversion' role (`unclip plugins`), 25 steps.",
     )
     export_dtype: Literal["fp32", "fp16", "bf16"] = Field(
         "fp32", description="Precision of exported floating-point weights (fp16 halves the file; loading casts back)."
