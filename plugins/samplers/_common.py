@@ -9,9 +9,11 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from unclip_core.diffusion import noise
+from unclip_core.diffusion.noise import initial_noise  # noqa: F401 - the samplers import it from here
 from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
 from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
-from unclip_core.errors import InputError, UnclipError
+from unclip_core.errors import UnclipError
 from unclip_core.interfaces import Denoiser
 
 SpacingSetting = Annotated[
@@ -43,19 +45,8 @@ def step_pairs(
 
 
 def gaussian(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator) -> Tensor:
-    """Standard normal noise drawn on the generator's own device (so a CPU generator gives the
-    same numbers whatever the model runs on), then moved to the denoiser's device and dtype."""
-    noise = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=denoiser.dtype)
-    return noise.to(denoiser.device)
-
-
-def initial_noise(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator, x_T: Tensor | None) -> Tensor:
-    """x_T: the caller's (checked against ``shape``) or a fresh draw from ``generator``."""
-    if x_T is None:
-        return gaussian(shape, denoiser, generator)
-    if tuple(x_T.shape) != tuple(shape):
-        raise InputError(f"x_T has shape {tuple(x_T.shape)} but the sampler was asked for {tuple(shape)}")
-    return x_T.to(device=denoiser.device, dtype=denoiser.dtype)
+    """Noise for a step, on the denoiser's device and in its dtype (:mod:`unclip_core.diffusion.noise`)."""
+    return noise.gaussian(shape, generator, denoiser.dtype, denoiser.device)
 
 
 def timestep_batch(t: int, x: Tensor) -> Tensor:
