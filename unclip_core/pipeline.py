@@ -208,7 +208,7 @@ class Pipeline:
     @staticmethod
     def _null_for(text: TextEncoding | None, mode: str) -> TextEncoding | None:
         """``text`` with the empty caption kept only for a stage that reads it."""
-        if text is None or mode == "empty" or text.null_embed is None:
+        if text is None or mode == "empty" or text.null is None:
             return text
         return text.with_null(None)
 
