@@ -47,6 +47,8 @@ from unclip_core.training.embeddings import check_embedding_source, text_encodin
 from unclip_core.training.stages import EmbeddingCache, stage_batch
 from unclip_core.training.validate import ResolvedTraining
 from unclip_core.weights import atomic_save_safetensors
+import fnmatch
+from tqdm.auto import tqdm
 
 CHECKPOINT_NAME = "last.safetensors"
 PREVIEW_ITEMS = 8
@@ -288,8 +290,6 @@ class _null:
 
 def _freeze(model: nn.Module, patterns: list[str]) -> None:
     """Keep parameters matching any pattern out of training (an unknown pattern is an error)."""
-    import fnmatch
-
     for pattern in patterns:
         matched = [p for name, p in model.named_parameters() if fnmatch.fnmatchcase(name, pattern)]
         if not matched:
@@ -385,6 +385,4 @@ def _log_header(out: Path, resolved: ResolvedTraining, dist: Distributed, settin
 def _progress_bar(enabled: bool, start: int, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=start, desc="train", file=sys.stderr, dynamic_ncols=True)
