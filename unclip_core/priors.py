@@ -56,6 +56,22 @@ def best_of(
     return select_best_candidates(embeds, text.embed, candidates)
 
 
+def training_inputs(prior: Prior, batch: dict, name: str, embed_dim: int, dtype: torch.dtype) -> tuple[TextEncoding, Tensor]:
+    """A prior's training batch checked and on its device: ``(text, image_embed [B, D])``, or a
+    one-line error naming ``name`` and what is missing or mis-shaped."""
+    missing = [key for key in ("image_embed", "text") if key not in batch]
+    if missing:
+        raise InputError(f"{name}: training batch lacks {', '.join(repr(k) for k in missing)}")
+    text: TextEncoding = map_tensors(batch["text"], lambda tensor: tensor.to(prior.device))
+    image_embed = batch["image_embed"].to(device=prior.device, dtype=dtype)
+    if image_embed.ndim != 2 or image_embed.shape != (len(text), embed_dim):
+        raise InputError(
+            f"{name}: training batch has image_embed {list(image_embed.shape)} for {len(text)} captions; "
+            f"expected [{len(text)}, {embed_dim}]"
+        )
+    return text, image_embed
+
+
 class DiffusionPrior(Prior[ConfigT], DiffusionModel[ConfigT, PriorCondition], Generic[ConfigT]):
     """A prior that is a diffusion model over (normalised) image embeddings."""
 

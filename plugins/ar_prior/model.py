@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unclip_core import InputError, Prior, PriorCondition, TextEncoding, UnclipError
-from unclip_core.priors import best_of
+from unclip_core.priors import best_of, training_inputs
 from unclip_core.diffusion.losses import drop_mask
 from unclip_core.text_shapes import check_text_shapes
-from unclip_core.interfaces import Sampler, StepCallback, StepInfo, concat_conditions, map_tensors
+from unclip_core.interfaces import Sampler, StepCallback, StepInfo, concat_conditions
 
 from unclip_plugins.ar_prior.codebook import PCACodebook
 from unclip_plugins.ar_prior.config import ARPriorConfig
@@ -211,16 +211,7 @@ class ARPrior(Prior[ARPriorConfig]):
 
         ``batch`` holds ``"image_embed"`` ``[B, D]`` and ``"text"`` (a :class:`TextEncoding`).
         """
-        missing = [key for key in ("image_embed", "text") if key not in batch]
-        if missing:
-            raise InputError(f"{NAME}: training batch lacks {', '.join(repr(k) for k in missing)}")
-        text: TextEncoding = map_tensors(batch["text"], lambda tensor: tensor.to(self.device))
-        image_embed = batch["image_embed"].to(device=self.device, dtype=torch.float32)
-        if image_embed.ndim != 2 or image_embed.shape != (len(text), self.config.embed_dim):
-            raise InputError(
-                f"{NAME}: training batch has image_embed {list(image_embed.shape)} for {len(text)} captions; "
-                f"expected [{len(text)}, {self.config.embed_dim}]"
-            )
+        text, image_embed = training_inputs(self, batch, NAME, self.config.embed_dim, torch.float32)
         with torch.no_grad():
             codes = self.codebook.encode(image_embed)
             dots = self.codebook.dot_tokens((image_embed * text.embed.float()).sum(-1))

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from unclip_core import InputError, NoiseSchedule, PriorCondition, TextEncoding
 from unclip_core.diffusion.losses import diffusion_loss, drop_mask
-from unclip_core.interfaces import map_tensors
 from unclip_core.priors import DiffusionPrior as DiffusionPriorBase
+from unclip_core.priors import training_inputs
 from unclip_core.priors import select_best_candidates  # noqa: F401 - re-exported by the plugin package
 from unclip_core.text_shapes import check_text_shapes
 
@@ -151,16 +151,7 @@ class DiffusionPrior(DiffusionPriorBase[DiffusionPriorConfig]):
         ``batch`` holds ``"image_embed"`` ``[B, D]`` (CLIP image embeddings) and ``"text"``
         (a :class:`TextEncoding`); captions are dropped with ``text_drop_prob``.
         """
-        missing = [key for key in ("image_embed", "text") if key not in batch]
-        if missing:
-            raise InputError(f"{NAME}: training batch lacks {', '.join(repr(k) for k in missing)}")
-        text: TextEncoding = map_tensors(batch["text"], lambda tensor: tensor.to(self.device))
-        image_embed = batch["image_embed"].to(device=self.device, dtype=self.dtype)
-        if image_embed.ndim != 2 or image_embed.shape != (len(text), self.config.embed_dim):
-            raise InputError(
-                f"{NAME}: training batch has image_embed {list(image_embed.shape)} for {len(text)} captions; "
-                f"expected [{len(text)}, {self.config.embed_dim}]"
-            )
+        text, image_embed = training_inputs(self, batch, NAME, self.config.embed_dim, self.dtype)
         x0 = self.normalize(image_embed)
         drop = drop_mask(len(text), self.config.text_drop_prob, generator, device=self.device)
         cond = PriorCondition(text.embed, text.tokens, text.mask, drop)
