@@ -46,6 +46,7 @@ from unclip_core.training.previews import preview
 from unclip_core.training.embeddings import check_embedding_source, text_encoding
 from unclip_core.training.stages import EmbeddingCache, stage_batch
 from unclip_core.training.validate import ResolvedTraining
+from unclip_core.atomic import remove_stale_temporaries
 from unclip_core.weights import atomic_save_safetensors
 import fnmatch
 from tqdm.auto import tqdm
@@ -146,6 +147,8 @@ def train(
         raise UnclipError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out")
     if resume and not checkpoint_path.exists():
         raise CheckpointError(f"nothing to resume: {checkpoint_path} does not exist")
+    if dist.is_main:  # a killed save leaves its temporary (13.8 MB for the shapes decoder) behind
+        remove_stale_temporaries(out, [CHECKPOINT_NAME])
 
     torch.manual_seed(settings.seed)
     model = build_component(resolved.model, trainable=True).train()

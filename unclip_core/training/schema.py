@@ -62,7 +62,7 @@ class TrainSettings(Strict):
         "fp32", description="bf16 autocast; measure first: small convnets on CPU ran slower under it."
     )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default).")
-    seed: int = Field(0, ge=0, description="Seeds data order, noise, timesteps and dropout.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds data order, noise, timesteps and dropout (0 … 2**32-1: the data order seeds torch with seed × 1,000,003 + epoch).")
     freeze: list[str] = Field(
         default_factory=list,
         description="Parameter-name patterns (fnmatch) kept frozen, e.g. 'model.token_embedding.*'.",
