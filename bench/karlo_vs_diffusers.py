@@ -404,7 +404,7 @@ def main() -> None:
         child_rss(args)
         return
 
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
     from unclip_core.auto_precision import resolve_precision
 
     steps = tuple(int(s) for s in args.steps.split(","))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from unclip_core import PriorCondition, UnclipError
 from unclip_core.errors import InputError, RecipeError
 from unclip_core.recipe.validate import validate_recipe
-from unclip_core.testing import make_text_encoding
+from unclip_core.contracts import make_text_encoding
 from unclip_core.weights import load_weights, save_weights
 from unclip_plugins.ar_prior import ARPrior, ARPriorConfig, PCACodebook
 from unclip_plugins.ar_prior.codebook import assign, quantiles

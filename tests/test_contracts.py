@@ -1,4 +1,4 @@
-"""The contract suite (:mod:`unclip_core.testing`) on every built-in component, and on
+"""The contract suite (:mod:`unclip_core.contracts`) on every built-in component, and on
 deliberately broken ones: each broken promise must make the matching check fail with a
 message that names it, so a passing suite means something."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from unclip_core import ComponentConfig, Declared, Prior
 from unclip_core.diffusion.schedule import NoiseSchedule
-from unclip_core.testing import (
+from unclip_core.contracts import (
     check_component,
     check_config_rejects_unknown_settings,
     check_dataset,

@@ -22,7 +22,7 @@ from test_samplers_parity import SCHEDULE, SHAPE, FunctionDenoiser, smooth_model
 from unclip_core.errors import RecipeError, UnclipError
 from unclip_core.interfaces import StepInfo
 from unclip_core.recipe.files import load_recipe
-from unclip_core.testing import check_component
+from unclip_core.contracts import check_component
 from unclip_plugins.samplers import (
     DDIMConfig,
     DDIMSampler,

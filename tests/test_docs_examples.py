@@ -304,11 +304,11 @@ def test_every_declared_field_is_documented():
 
 
 def test_every_public_check_is_real():
-    import unclip_core.testing as testing
+    import unclip_core.contracts as contracts
 
     named = set(re.findall(r"`((?:check|make)_[a-z_]+)", TEXT))
-    unknown = sorted(name for name in named if name not in testing.__all__)
-    assert not unknown, f"the page names functions unclip_core.testing does not export: {unknown}"
+    unknown = sorted(name for name in named if name not in contracts.__all__)
+    assert not unknown, f"the page names functions unclip_core.contracts does not export: {unknown}"
 
 
 # --------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def karlo(tmp_path_factory):
     """``(diffusers pipeline, its saved folder, the imported recipe)``."""
     from diffusers.pipelines.deprecated.unclip import UnCLIPPipeline
 
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     root = tmp_path_factory.mktemp("karlo")
     with torch.random.fork_rng(devices=[]):
@@ -359,7 +359,7 @@ def _broken_copy(folder: Path, tmp_path: Path) -> Path:
 
 
 def test_import_refuses_a_folder_missing_a_part(karlo, tmp_path):
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     broken = _broken_copy(folder, tmp_path)
@@ -372,7 +372,7 @@ def test_import_refuses_a_folder_missing_a_part(karlo, tmp_path):
 
 def test_import_names_a_folder_that_is_not_karlo_at_all(tmp_path):
     """A folder with none of the parts (a wrong path, say) gets a short message, not the list twice."""
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     (tmp_path / "photos").mkdir()
     with pytest.raises(InputError, match=r"photos is not a Karlo \(diffusers unCLIP\) folder: it has none of text_encoder/, ") as error:
@@ -384,7 +384,7 @@ def test_import_names_a_folder_that_is_not_karlo_at_all(tmp_path):
 def test_import_refuses_wrong_shapes_and_leaves_nothing(karlo, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     broken = _broken_copy(folder, tmp_path)
@@ -399,7 +399,7 @@ def test_import_refuses_wrong_shapes_and_leaves_nothing(karlo, tmp_path):
 
 
 def test_import_refuses_a_config_it_cannot_build(karlo, tmp_path):
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     broken = _broken_copy(folder, tmp_path)
@@ -428,7 +428,7 @@ def test_import_refuses_a_config_it_cannot_build(karlo, tmp_path):
 def test_import_names_the_file_and_key_of_a_bad_config_value(karlo, tmp_path, file, key, value, message):
     """A missing or wrong-typed value is one line naming the config file and the key (it was a
     ValueError's traceback from int())."""
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     broken = _broken_copy(folder, tmp_path)
@@ -449,7 +449,7 @@ def test_import_names_the_file_and_key_of_a_bad_config_value(karlo, tmp_path, fi
 def test_import_names_the_tokenizer_folder_not_its_temporary_copy(karlo, tmp_path):
     """An empty tokenizer/ or an unreadable tokenizer.json is named as the Karlo folder's, on one
     short line, not as the hidden folder the import writes to, nor as a pydantic dump or a traceback."""
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     broken = _broken_copy(folder, tmp_path)
@@ -468,7 +468,7 @@ def test_import_names_the_tokenizer_folder_not_its_temporary_copy(karlo, tmp_pat
 def test_import_refuses_files_and_folders_it_must_not_replace(karlo, tmp_path):
     """A file given as the Karlo folder is called a file; --out must not be empty, a file (even
     with --force), a folder holding the Karlo folder, or (with --force) a folder of something else."""
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     afile = tmp_path / "afile"
@@ -498,7 +498,7 @@ def test_import_refuses_files_and_folders_it_must_not_replace(karlo, tmp_path):
 def test_import_reads_a_config_written_by_an_older_diffusers(karlo, tmp_path):
     """Keys an older diffusers did not write mean the class defaults; keys it wrote that the
     installed one does not know are ignored (both as diffusers' own loader does)."""
-    from unclip_core.karlo import import_karlo
+    from unclip_plugins.karlo.importer import import_karlo
 
     _, folder, _ = karlo
     old = _broken_copy(folder, tmp_path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,58 @@ def test_prior_sampler_rules(registry, tiny_recipe_data):
     data["prior"] = {"type": "text-as-image", "sampler": {"type": "ddim"}}
     with pytest.raises(RecipeError, match=r"prior.sampler: prior 'text-as-image' samples by itself"):
         check(data, registry)
+
+
+def test_inversion_sampler_is_a_slot_validated_like_any(registry, tiny_recipe_data):
+    """``decoder.inversion_sampler`` defaults to the sampler registered for the inversion role
+    (following the decoder sampler's steps), and a given one is checked like any sampler slot."""
+    resolved = check(copy.deepcopy(tiny_recipe_data), registry)
+    assert "inversion" in resolved.inversion_sampler.spec.roles
+    assert resolved.inversion_sampler.config.steps == resolved.decoder_sampler.config.steps
+    data = copy.deepcopy(tiny_recipe_data)
+    data["decoder"]["inversion_sampler"] = {"type": "ddmi", "config": {}}
+    with pytest.raises(RecipeError, match=r"decoder.inversion_sampler.type: 'ddmi' is not a registered sampler \(did you mean"):
+        check(data, registry)
+    data["decoder"]["inversion_sampler"] = {"type": "ddim", "config": {"stpes": 3}}
+    with pytest.raises(RecipeError, match=r"decoder.inversion_sampler.config.stpes: unknown setting 'stpes'"):
+        check(data, registry)
+    data["decoder"]["inversion_sampler"] = {"type": "ddim", "config": {"steps": 3}}
+    assert check(data, registry).inversion_sampler.config.steps == 3
+
+
+def test_the_recipe_inversion_sampler_is_the_one_inverting(registry, tiny_recipe_path):
+    """A recipe naming a sampler that cannot invert gets that sampler's refusal, so the setting
+    is what runs (the registered default, DDIM, would invert)."""
+    from unclip_core.errors import UnclipError
+    from unclip_core.recipe.assemble import build_pipeline
+
+    image = Image.new("RGB", (32, 32), (200, 30, 30))
+    pipe = build_pipeline(load_recipe(tiny_recipe_path, ["decoder.inversion_sampler.type=ddpm"], registry=registry), registry)
+    with pytest.raises(UnclipError, match=r"sampler DDPMSampler cannot invert"):
+        pipe.invert(image)
+    with pytest.raises(UnclipError, match=r"has no eta setting|DDPMSampler"):
+        pipe.variations(image, n=1, eta=0.5)
+
+
+def test_no_built_in_component_is_named_in_core(registry):
+    """The core asks the registry for roles, never for a built-in by name: no first-party
+    component's name appears quoted (or as a recipe ``type:``) in unclip_core/."""
+    import re
+
+    import unclip_core
+
+    names = {spec.name for spec in registry.all_components() if spec.provider.distribution == "unclip"
+             and spec.kind in ("encoder", "prior", "decoder", "upsampler", "sampler")}
+    names |= {name for name, spec in registry.importers.items() if spec.provider.distribution == "unclip"}
+    pattern = re.compile("|".join(rf"['\"`]{re.escape(name)}['\"`]|type: ?{re.escape(name)}\b|type={re.escape(name)}\b"
+                                  for name in sorted(names)))
+    found = [
+        f"{path.relative_to(Path(unclip_core.__file__).parent)}:{number}: {line.strip()}"
+        for path in sorted(Path(unclip_core.__file__).parent.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, "\n".join(found)
 
 
 def test_missing_and_bad_weights(registry, tiny_recipe_data, tmp_path):

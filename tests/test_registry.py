@@ -96,24 +96,81 @@ def test_broken_import_is_reported_and_others_still_work(plugin_dir, capsys, mon
 
 
 DUPLICATE = """
-from unclip_core import hookimpl
-from unclip_plugins.samplers.ddim import DDIMSampler, DDIMConfig
+import torch
+
+from unclip_core import ComponentConfig, Sampler, hookimpl
+
+
+class WrongConfig(ComponentConfig):
+    steps: int = 1
+
+
+class WrongSampler(Sampler[WrongConfig]):
+    \"\"\"A 'ddim' that draws nothing like DDIM: were it used, every image would be black.\"\"\"
+
+    def sample(self, denoiser, shape, *, generator, x_T=None, callback=None):
+        return -torch.ones(shape, device=denoiser.device)
+
 
 @hookimpl
 def register_samplers(register):
-    register("ddim", DDIMSampler, DDIMConfig, summary="a clash")
+    register("ddim", WrongSampler, WrongConfig, summary="a clash")
 """
 
+DEFAULT_QUICK = ["--seed", "1", "-q", "prior.sampler.config.steps=3", "decoder.sampler.config.steps=3",
+                 "upsamplers.0.sampler.config.steps=3"]
 
-def test_duplicate_name_names_both_providers(plugin_dir):
+
+def test_a_plugin_registering_a_built_in_name_leaves_the_built_in(plugin_dir, tmp_path, capsys, monkeypatch):
+    """A third-party ``ddim`` must not break the shipped recipes: the built-in keeps the name,
+    theirs answers to ``plugin:ddim``, every command says so in one warning line, and
+    ``unclip plugins`` shows the clash. The default recipe draws the same image as without it."""
+    import numpy as np
+    from PIL import Image
+
+    import unclip_core.registry as reg
+
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    assert main(["generate", "a red circle", "-o", str(tmp_path / "before.png"), *DEFAULT_QUICK]) == 0
+    capsys.readouterr()
+
     make_distribution(plugin_dir, "clashing-plugin", "fake_unclip_dup", DUPLICATE)
     registry = discover()
+    assert registry.get("sampler", "ddim").provider.distribution == "unclip"
+    assert registry.get("sampler", "clashing-plugin:ddim").factory.__name__ == "WrongSampler"
+    assert not registry.failures
+    assert [spec.provider.distribution for spec in registry.shadowed()] == ["clashing-plugin"]
+
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    assert main(["generate", "a red circle", "-o", str(tmp_path / "after.png"), *DEFAULT_QUICK]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "sampler 'ddim' of clashing-plugin 1.0" in warned[0], warned
+    assert "'clashing-plugin:ddim'" in warned[0]
+    before, after = (np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("before", "after"))
+    assert before.std() > 10, "the default recipe drew a flat image"
+    assert np.array_equal(before, after), "installing a plugin that registers 'ddim' changed the default image"
+
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "clashing-plugin:ddim" in out and "Name clashes" in out
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+
+
+def test_two_third_party_plugins_with_one_name_need_qualified_names(plugin_dir):
+    source = DUPLICATE.replace('register("ddim"', 'register("wrong"')
+    make_distribution(plugin_dir, "wrong-a", "fake_unclip_wrong_a", source)
+    make_distribution(plugin_dir, "wrong-b", "fake_unclip_wrong_b", source)
+    registry = discover()
     with pytest.raises(PluginError) as info:
-        registry.get("sampler", "ddim")
+        registry.get("sampler", "wrong")
     message = str(info.value)
-    assert "unclip 0.1.0" in message and "clashing-plugin 1.0" in message
-    assert any("already registered" in f.error and f.distribution == "clashing-plugin" for f in registry.failures)
-    assert registry.get("sampler", "ddpm").provider.distribution == "unclip"
+    assert "wrong-a 1.0" in message and "wrong-b 1.0" in message and "'wrong-a:wrong'" in message
+    assert "'wrong-b:wrong'" in message
+    assert registry.get("sampler", "wrong-b:wrong").provider.distribution == "wrong-b"
+    assert any("already registered" in f.error and f.distribution in ("wrong-a", "wrong-b") for f in registry.failures)
+    with pytest.raises(PluginError, match=r"plugin 'wrong-c' registers no sampler 'wrong'"):
+        registry.get("sampler", "wrong-c:wrong")
 
 
 def test_misspelled_hook_is_rejected(plugin_dir):
@@ -175,3 +232,62 @@ def test_trace_prints_hook_calls(monkeypatch, capsys):
     discover()
     err = capsys.readouterr().err
     assert "call samplers.register_samplers" in err and "register sampler 'ddim'" in err
+
+
+IMPORTER = """
+from pathlib import Path
+
+from unclip_core import hookimpl
+
+
+class Echo:
+    help = "writes a one-line recipe naming its argument"
+
+    def add_arguments(self, parser):
+        parser.add_argument("source")
+        parser.add_argument("--out", required=True)
+
+    def run(self, args):
+        recipe = Path(args.out) / "echo.yaml"
+        recipe.parent.mkdir(parents=True, exist_ok=True)
+        recipe.write_text(f"# Run: unclip generate x -r {recipe}\\n# from {args.source}\\n")
+        return recipe
+
+
+@hookimpl
+def register_importers(register):
+    register("echo", Echo())
+"""
+
+
+def test_a_plugin_registers_an_import_format(plugin_dir, tmp_path, capsys, monkeypatch):
+    """``unclip import FORMAT`` runs whatever format a plugin registers, with its own arguments;
+    the core names no format (the built-in karlo one comes through the same hook)."""
+    import unclip_core.registry as reg
+
+    make_distribution(plugin_dir, "echo-importer", "fake_unclip_echo", IMPORTER)
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+    registry = reg.default_registry()
+    assert registry.importer("karlo").provider.distribution == "unclip"
+    assert registry.importer("echo").provider.distribution == "echo-importer"
+    assert main(["import", "echo", "some-source", "--out", str(tmp_path / "out")]) == 0
+    assert "run it with: unclip generate x -r" in capsys.readouterr().out
+    assert (tmp_path / "out" / "echo.yaml").read_text().splitlines()[1] == "# from some-source"
+    assert main(["import", "ehco", "x"]) == 2
+    assert "'ehco' is not a registered import format (did you mean 'echo'?)" in capsys.readouterr().err
+    assert main(["plugins"]) == 0
+    assert any(line.split()[:2] == ["importer", "echo"] for line in capsys.readouterr().out.splitlines())
+    monkeypatch.setattr(reg, "_DEFAULT", None)
+
+
+def test_an_importer_without_run_is_a_plugin_failure(plugin_dir):
+    make_distribution(plugin_dir, "bad-importer", "fake_unclip_badimp", """
+from unclip_core import hookimpl
+
+@hookimpl
+def register_importers(register):
+    register("nothing", object())
+""")
+    registry = discover()
+    assert "nothing" not in registry.importers
+    assert any("must have add_arguments(parser) and run(args)" in f.error for f in registry.failures)

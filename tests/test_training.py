@@ -92,6 +92,12 @@ def test_training_recipe_validation(registry, tiny_recipe_data):
     data["model"]["config"]["embed_dim"] = 8
     with pytest.raises(RecipeError, match="embedding size 8 does not match the encoder's 16"):
         validate_training(data, registry)
+    data = recipe_for("decoder", tiny_recipe_data)
+    assert "inversion" in validate_training(data, registry).preview_sampler.spec.roles
+    assert validate_training(data, registry).preview_sampler.config.steps == 25
+    data.setdefault("output", {})["preview_sampler"] = {"type": "dpm-solver", "config": {}}
+    with pytest.raises(RecipeError, match=r"output.preview_sampler.type: 'dpm-solver' is not a registered sampler"):
+        validate_training(data, registry)
 
 
 # ------------------------------------------------------------------ smoke runs

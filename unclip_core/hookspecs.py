@@ -61,6 +61,14 @@ def register_evaluations(register):
     :class:`unclip_core.evaluation.Evaluation` (a prompt set and a judge of the images)."""
 
 
+@hookspec
+def register_importers(register):
+    """Register ``unclip import NAME`` formats: ``register(name, importer, *, summary=None)``
+    where ``importer`` is an :class:`unclip_core.importing.Importer` (it adds its own
+    command-line arguments and writes a recipe with its weights). The core knows no format
+    by name; a format's layout and mapping live in the plugin that registers it."""
+
+
 HOOK_FOR_KIND = {
     "encoder": "register_encoders",
     "prior": "register_priors",

@@ -16,9 +16,9 @@ the end).
 RePaint's resampling (``resample`` > 1) also goes *back*: each step is taken ``resample``
 times, and between takes the sample is sent back to the step's starting noise level with
 fresh noise, ``x_t = √(ᾱ_t/ᾱ_prev) x_prev + √(1 − ᾱ_t/ᾱ_prev) z`` (jumps of one step).
-That needs a sampler that can take one step at a time — ``ddpm`` and ``ddim`` expose
-``timestep_pairs`` and ``step`` — and is refused with a clear error for the others
-(multistep solvers such as ``dpm-solver++`` keep a history that a jump back would break).
+That needs a sampler that can take one step at a time — one exposing ``timestep_pairs`` and
+``step``, as the built-in DDPM and DDIM samplers do — and is refused with a clear error for
+the others (multistep solvers keep a history that a jump back would break).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from unclip_core.diffusion.noise import gaussian, initial_noise
 from unclip_core.diffusion.parameterization import q_sample
 from unclip_core.errors import InputError
 from unclip_core.images import load_image, pil_to_tensor, resize_tensor
@@ -41,11 +42,6 @@ from unclip_core.interfaces import Denoiser, Sampler, StepCallback, StepInfo
 ImageInput = Image.Image | str | Path | Tensor
 ASPECT_TOLERANCE = 0.01
 """Relative difference allowed between the image's and the mask's width/height ratios (rounding)."""
-
-
-def _draw(shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Standard normal noise drawn on the generator's device, then moved (the samplers' convention)."""
-    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def _read_mask(mask: Any) -> Tensor:
@@ -156,7 +152,7 @@ class KnownRegionDenoiser:
             setattr(self, name, getattr(denoiser, name))
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
-        noise = _draw(x_t.shape, self.generator, x_t.dtype, x_t.device)
+        noise = gaussian(x_t.shape, self.generator, x_t.dtype, x_t.device)
         known_t = q_sample(self.schedule, self.known.to(device=x_t.device, dtype=x_t.dtype), t.cpu(), noise)
         return self.inner(torch.where(self.repaint.to(x_t.device), x_t, known_t), t)
 
@@ -170,8 +166,9 @@ class RePaintSampler(Sampler):
             raise InputError(f"resample must be a whole number of at least 1, got {resample!r}")
         if resample > 1 and not (callable(getattr(inner, "step", None)) and callable(getattr(inner, "timestep_pairs", None))):
             raise InputError(
-                f"inpaint: resample={resample} needs a sampler that takes single steps (ddpm or ddim), but the {stage} "
-                f"sampler ({type(inner).__name__}) cannot; use resample=1 or set {stage}.sampler.type=ddim"
+                f"inpaint: resample={resample} needs a sampler that takes single steps (DDPM- or DDIM-style: step() and "
+                f"timestep_pairs()), but the {stage} sampler ({type(inner).__name__}) cannot; use resample=1 or another "
+                f"{stage}.sampler.type"
             )
         self.inner, self.known, self.repaint, self.resample = inner, known, repaint, resample
 
@@ -210,19 +207,14 @@ class RePaintSampler(Sampler):
         """RePaint's loop with jumps of one step: each step taken ``resample`` times."""
         inner: Any = self.inner
         schedule = denoiser.schedule
-        if x_T is None:
-            x = _draw(shape, generator, denoiser.dtype, denoiser.device)
-        elif tuple(x_T.shape) != tuple(shape):
-            raise InputError(f"x_T has shape {tuple(x_T.shape)} but the sampler was asked for {tuple(shape)}")
-        else:
-            x = x_T.to(device=denoiser.device, dtype=denoiser.dtype)
+        x = initial_noise(shape, denoiser, generator, x_T)
         pairs = inner.timestep_pairs(denoiser)
         for index, (t, t_prev) in enumerate(pairs):
             for take in range(self.resample):
                 x_prev, x0 = inner.step(denoiser, x, t, t_prev, generator=generator)
                 if take + 1 < self.resample:  # back to t: q(x_t | x_prev) of the respaced chain
                     keep = float(schedule.alpha_bar(t) / schedule.alpha_bar(t_prev))
-                    x = keep**0.5 * x_prev + (1 - keep) ** 0.5 * _draw(x.shape, generator, x.dtype, x.device)
+                    x = keep**0.5 * x_prev + (1 - keep) ** 0.5 * gaussian(x.shape, generator, x.dtype, x.device)
             x = x_prev
             if callback is not None:
                 callback(StepInfo(index, len(pairs), t, x, x0))

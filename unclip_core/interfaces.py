@@ -18,13 +18,16 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from unclip_core.conditions import CondT, concat_conditions, map_tensors  # noqa: F401 - plugins import the two from here
+from unclip_core.diffusion.guidance import bind_denoiser
 from unclip_core.diffusion.schedule import NoiseSchedule
+from unclip_core.errors import UnclipError
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -127,12 +130,11 @@ class TextEncoding:
     """``[B, L, W]`` per-token features (GLIDE-style decoders attend to them)."""
     mask: Tensor
     """``[B, L]`` bool, True where a token is real (not padding)."""
-    null_embed: Tensor | None = None
-    """The encoder's encoding of the empty caption ``""``, one row per caption (``[B, D]``,
-    with ``null_tokens`` ``[B, L, W]`` and ``null_mask`` ``[B, L]``), when the pipeline computed
-    it for a stage whose ``null_caption`` is ``empty``; None otherwise."""
-    null_tokens: Tensor | None = None
-    null_mask: Tensor | None = None
+    null: "TextEncoding | None" = None
+    """The encoder's encoding of the empty caption ``""``, one row per caption, when the
+    pipeline computed it for a stage whose ``null_caption`` is ``empty``; None otherwise.
+    Classifier-free guidance then reads it as the unconditional caption (diffusers' unCLIP
+    pipeline and GLIDE do) instead of the model's learned null caption."""
 
     def __len__(self) -> int:
         return int(self.embed.shape[0])
@@ -143,11 +145,9 @@ class TextEncoding:
     def with_null(self, null: "TextEncoding | None") -> "TextEncoding":
         """This encoding carrying ``null`` (the empty caption's encoding, same batch) as the
         unconditional caption of classifier-free guidance; ``None`` removes it."""
-        if null is None:
-            return dataclasses.replace(self, null_embed=None, null_tokens=None, null_mask=None)
-        if len(null) != len(self):
+        if null is not None and len(null) != len(self):
             raise ValueError(f"{len(self)} captions but {len(null)} null captions")
-        return dataclasses.replace(self, null_embed=null.embed, null_tokens=null.tokens, null_mask=null.mask)
+        return dataclasses.replace(self, null=null)
 
 
 @dataclass
@@ -155,7 +155,7 @@ class PriorCondition:
     """What a prior's denoiser is conditioned on. ``drop_text[b]`` asks the model to use its
     unconditional (classifier-free) input for sample ``b`` instead of the caption.
 
-    When the text carried the empty caption's encoding (``null_*``), the unconditional
+    When the text carried the empty caption's encoding (``null_text``), the unconditional
     condition is that caption itself, read like any other (as diffusers' unCLIP pipeline and
     GLIDE do) rather than the model's learned null caption."""
 
@@ -163,20 +163,16 @@ class PriorCondition:
     text_tokens: Tensor
     text_mask: Tensor
     drop_text: Tensor
-    null_embed: Tensor | None = None
-    null_tokens: Tensor | None = None
-    null_mask: Tensor | None = None
+    null_text: TextEncoding | None = None
 
     @classmethod
     def from_text(cls, text: TextEncoding) -> "PriorCondition":
         drop = torch.zeros(len(text), dtype=torch.bool, device=text.embed.device)
-        return cls(text.embed, text.tokens, text.mask, drop, text.null_embed, text.null_tokens, text.null_mask)
+        return cls(text.embed, text.tokens, text.mask, drop, text.null)
 
     def unconditional(self) -> "PriorCondition":
-        if self.null_embed is not None and self.null_tokens is not None and self.null_mask is not None:
-            return dataclasses.replace(
-                self, text_embed=self.null_embed, text_tokens=self.null_tokens, text_mask=self.null_mask
-            )
+        if self.null_text is not None:
+            return dataclasses.replace(self, **_as_caption(self.null_text))
         return dataclasses.replace(self, drop_text=torch.ones_like(self.drop_text))
 
 
@@ -192,9 +188,7 @@ class DecoderCondition:
     text_embed: Tensor | None = None
     text_tokens: Tensor | None = None
     text_mask: Tensor | None = None
-    null_embed: Tensor | None = None
-    null_tokens: Tensor | None = None
-    null_mask: Tensor | None = None
+    null_text: TextEncoding | None = None
     """The empty caption's encoding, when the text carried it: the unconditional condition
     then reads it as its caption (see :class:`PriorCondition`); the image embedding is still
     dropped for the model's learned null one."""
@@ -215,19 +209,18 @@ class DecoderCondition:
             return cls(image_embed, zeros, torch.ones_like(zeros))
         if len(text) != batch:
             raise ValueError(f"{batch} image embeddings but {len(text)} captions")
-        return cls(
-            image_embed, zeros, zeros.clone(), text.embed, text.tokens, text.mask,
-            text.null_embed, text.null_tokens, text.null_mask,
-        )
+        return cls(image_embed, zeros, zeros.clone(), text.embed, text.tokens, text.mask, text.null)
 
     def unconditional(self) -> "DecoderCondition":
         drop_image = torch.ones_like(self.drop_image)
-        if self.null_embed is not None and self.null_tokens is not None and self.null_mask is not None:
-            return dataclasses.replace(
-                self, drop_image=drop_image, text_embed=self.null_embed, text_tokens=self.null_tokens,
-                text_mask=self.null_mask,
-            )
+        if self.null_text is not None:
+            return dataclasses.replace(self, drop_image=drop_image, **_as_caption(self.null_text))
         return dataclasses.replace(self, drop_image=drop_image, drop_text=torch.ones_like(self.drop_text))
+
+
+def _as_caption(text: TextEncoding) -> dict[str, Tensor]:
+    """``text`` as a condition's caption fields (the empty caption read like any other)."""
+    return {"text_embed": text.embed, "text_tokens": text.tokens, "text_mask": text.mask}
 
 
 @dataclass
@@ -238,29 +231,6 @@ class UpsamplerCondition:
 
     def unconditional(self) -> "UpsamplerCondition":
         raise NotImplementedError("upsamplers are not trained for classifier-free guidance")
-
-
-CondT = TypeVar("CondT")
-
-
-def map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    """Apply ``fn`` to every tensor field of a conditioning dataclass (``None`` stays)."""
-    changes = {
-        f.name: fn(getattr(obj, f.name))
-        for f in dataclasses.fields(obj)
-        if isinstance(getattr(obj, f.name), Tensor)
-    }
-    return dataclasses.replace(obj, **changes)
-
-
-def concat_conditions(first: CondT, second: CondT) -> CondT:
-    """Stack two conditionings of the same type along the batch (for batched CFG)."""
-    changes = {}
-    for f in dataclasses.fields(first):  # type: ignore[arg-type]
-        a, b = getattr(first, f.name), getattr(second, f.name)
-        if isinstance(a, Tensor):
-            changes[f.name] = torch.cat([a, b], dim=0)
-    return dataclasses.replace(first, **changes)  # type: ignore[type-var]
 
 
 # --------------------------------------------------------------------------------------
@@ -305,8 +275,6 @@ class DiffusionModel(Component[ConfigT], Generic[ConfigT, CondT]):
 
     def denoiser(self, cond: CondT, guidance_scale: float = 1.0) -> Denoiser:
         """Bind ``cond`` (and classifier-free guidance when ``guidance_scale != 1``)."""
-        from unclip_core.diffusion.guidance import bind_denoiser
-
         return bind_denoiser(self, cond, guidance_scale)
 
 
@@ -406,6 +374,4 @@ class Sampler(ABC, Generic[ConfigT]):
 
     def invert(self, denoiser: Denoiser, x0: Tensor, *, callback: StepCallback | None = None) -> Tensor:
         """Map a clean sample to the noise that samples back to it (deterministic samplers)."""
-        from unclip_core.errors import UnclipError
-
-        raise UnclipError(f"sampler {type(self).__name__} cannot invert; use a deterministic one such as 'ddim'")
+        raise UnclipError(f"sampler {type(self).__name__} cannot invert; use a deterministic one (`unclip plugins` lists the samplers)")

@@ -20,6 +20,7 @@ from torch import nn
 
 from unclip_core.atomic import atomic_write
 from unclip_core.errors import CheckpointError
+from safetensors import safe_open
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -33,8 +34,6 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unclip_core import Encoder, InputError, PluginError, TextEncoding, UnclipError
+from unclip_core.clip_pixels import is_pil_image, tensor_batch
 from unclip_core.images import pil_to_tensor
 
 from .hf_clip_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HfClipConfig
@@ -33,7 +34,7 @@ NAME = "hf-clip"
 
 def _transformers():
     try:
-        import transformers
+        import transformers  # optional (the karlo extra)
     except ImportError:  # pragma: no cover - depends on the environment
         raise PluginError(
             f"{NAME}: needs the transformers package, which is not installed; "
@@ -108,8 +109,6 @@ class HfClipEncoder(Encoder[HfClipConfig]):
     # ------------------------------------------------------------------ images
     def preprocess(self, images: Tensor | Sequence["Image.Image"] | "Image.Image") -> Tensor:
         """Pixels for the image tower: centre-cropped, resized (bicubic) and normalised."""
-        from unclip_plugins.open_clip_encoder.preprocess import is_pil_image, tensor_batch
-
         size = int(self.config.image_size)  # type: ignore[arg-type]
         if isinstance(images, Tensor):
             pixels = tensor_batch(images.to(self.device), size, self.image_mean, self.image_std)

@@ -32,16 +32,12 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from unclip_core.diffusion.noise import gaussian, initial_noise
 from unclip_core.diffusion.parameterization import to_x0_eps
-from unclip_core.errors import InputError, UnclipError
+from unclip_core.errors import UnclipError
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
 NAME = "unclip-scheduler"
-
-
-def _gaussian(shape: Sequence[int], dtype: torch.dtype, device: torch.device, generator: torch.Generator) -> Tensor:
-    """diffusers' ``randn_tensor``: drawn on the generator's device, then moved."""
-    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 class UnclipSchedulerConfig(ComponentConfig):
@@ -107,12 +103,7 @@ class UnclipSchedulerSampler(Sampler[UnclipSchedulerConfig]):
         one = torch.tensor(1.0, dtype=dtype)
         clip = self.config.clip_sample_range if self.config.clip_sample_range is not None else denoiser.clip_range
 
-        if x_T is None:
-            x = _gaussian(shape, denoiser.dtype, denoiser.device, generator)
-        elif tuple(x_T.shape) != tuple(shape):
-            raise InputError(f"x_T has shape {tuple(x_T.shape)} but the sampler was asked for {tuple(shape)}")
-        else:
-            x = x_T.to(device=denoiser.device, dtype=denoiser.dtype)
+        x = initial_noise(shape, denoiser, generator, x_T)
         channels = x.shape[1]
         for index, t in enumerate(timesteps):
             t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else t - 1
@@ -149,7 +140,7 @@ class UnclipSchedulerSampler(Sampler[UnclipSchedulerConfig]):
             x_prev = x0_coeff * x0 + x_coeff * x
 
             if t > 0:
-                noise = _gaussian(prediction.shape, prediction.dtype, prediction.device, generator)
+                noise = gaussian(prediction.shape, generator, prediction.dtype, prediction.device)
                 variance = beta_prod_t_prev / beta_prod_t * beta
                 if variance_type == "fixed_small":
                     std = torch.exp(0.5 * torch.log(torch.clamp(variance, min=1e-20)))

@@ -13,7 +13,8 @@ from .dpm_solver import DPMSolverConfig, DPMSolverSampler
 @hookimpl
 def register_samplers(register):
     register("ddpm", DDPMSampler, DDPMConfig, summary="Ancestral DDPM sampling (Ho et al. 2020) with respacing and learned variances.")
-    register("ddim", DDIMSampler, DDIMConfig, summary="DDIM (Song et al. 2021): deterministic at eta=0, with inversion to x_T.")
+    register("ddim", DDIMSampler, DDIMConfig, summary="DDIM (Song et al. 2021): deterministic at eta=0, with inversion to x_T.",
+             roles=("inversion",))
     register(
         "dpm-solver++",
         DPMSolverSampler,

@@ -9,11 +9,12 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from unclip_core.diffusion import noise
+from unclip_core.diffusion.noise import initial_noise  # noqa: F401 - the samplers import it from here
 from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
-from unclip_core.diffusion.row_generators import RowGenerators
 from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
-from unclip_core.errors import InputError, UnclipError
-from unclip_core.interfaces import Denoiser
+from unclip_core.errors import UnclipError
+from unclip_core.interfaces import Denoiser, Sampler, StepCallback, StepInfo
 
 SpacingSetting = Annotated[
     TimestepSpacing,
@@ -44,21 +45,8 @@ def step_pairs(
 
 
 def gaussian(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator) -> Tensor:
-    """Standard normal noise drawn on the generator's own device (so a CPU generator gives the
-    same numbers whatever the model runs on), then moved to the denoiser's device and dtype."""
-    if isinstance(generator, RowGenerators):  # a batch of requests, each with its own seed
-        return generator.randn(shape, denoiser.dtype).to(denoiser.device)
-    noise = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=denoiser.dtype)
-    return noise.to(denoiser.device)
-
-
-def initial_noise(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator, x_T: Tensor | None) -> Tensor:
-    """x_T: the caller's (checked against ``shape``) or a fresh draw from ``generator``."""
-    if x_T is None:
-        return gaussian(shape, denoiser, generator)
-    if tuple(x_T.shape) != tuple(shape):
-        raise InputError(f"x_T has shape {tuple(x_T.shape)} but the sampler was asked for {tuple(shape)}")
-    return x_T.to(device=denoiser.device, dtype=denoiser.dtype)
+    """Noise for a step, on the denoiser's device and in its dtype (:mod:`unclip_core.diffusion.noise`)."""
+    return noise.gaussian(shape, generator, denoiser.dtype, denoiser.device)
 
 
 def timestep_batch(t: int, x: Tensor) -> Tensor:
@@ -90,3 +78,38 @@ def denoised(denoiser: Denoiser, x: Tensor, t: int, prediction: Tensor, clip: bo
         x0 = x0.clamp(-denoiser.clip_range, denoiser.clip_range)
         eps = eps_from_x0(denoiser.schedule, x, t, x0)
     return x0, eps
+
+
+class SingleStepSampler(Sampler):
+    """A sampler whose loop is one :meth:`step` per ``(t, t_prev)`` pair, noisiest first:
+    the loop, the x_T draw and the callbacks live here once; a subclass gives ``name`` (for
+    errors) and :meth:`step`. Both pieces are public so that a loop that must revisit steps
+    (RePaint's resampling) can drive the sampler one step at a time."""
+
+    name: str = "sampler"
+
+    @torch.no_grad()
+    def sample(
+        self,
+        denoiser: Denoiser,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator,
+        x_T: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        steps = self.timestep_pairs(denoiser)
+        x = initial_noise(shape, denoiser, generator, x_T)
+        for index, (t, t_prev) in enumerate(steps):
+            x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
+            if callback is not None:
+                callback(StepInfo(index, len(steps), t, x, x0))
+        return x
+
+    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
+        """``(t, t_prev)`` of every step, noisiest first (the last ``t_prev`` is -1, clean)."""
+        return step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, self.name)
+
+    def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One step ``t → t_prev``: ``(x_prev, predicted x0)``."""
+        raise NotImplementedError

@@ -18,8 +18,8 @@ from unclip_core.output_paths import check_writable
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="score a recipe's images with a registered evaluation, e.g. shapes")
-    p.add_argument("evaluation", help="registered evaluation name (see `unclip plugins`), e.g. shapes")
+    p = sub.add_parser("eval", help="score a recipe's images with a registered evaluation")
+    p.add_argument("evaluation", help="registered evaluation name (see `unclip plugins`)")
     p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. decoder.guidance_scale=2")
     p.add_argument("-r", "--recipe", default=None, help="recipe file or shipped recipe name (default: shapes)")
     p.add_argument("--prompts", default=None, help="text file, one prompt per line (default: the evaluation's own set)")

@@ -1,7 +1,8 @@
-"""``unclip import karlo DIR [--out FOLDER] [--force]``: a recipe from published weights.
+"""``unclip import FORMAT ARGS...``: a recipe from published weights, by a format a plugin
+registers (``register_importers``; ``unclip plugins`` lists them).
 
-Writes ``FOLDER/karlo.yaml`` (first line: the command that runs it) with the weights converted
-to safetensors beside it; see :mod:`unclip_core.karlo` and docs/karlo.md.
+The format's own arguments are parsed only once it is chosen, so building the command line
+discovers no plugin; see :mod:`unclip_core.importing` for what every importer shares.
 """
 from __future__ import annotations
 
@@ -9,26 +10,23 @@ import argparse
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="turn published weights into a recipe (karlo: a diffusers unCLIP folder)")
-    isub = p.add_subparsers(dest="import_format", metavar="FORMAT")
-    isub.required = True
-    k = isub.add_parser(
-        "karlo",
-        help="a local diffusers Karlo folder (kakaobrain/karlo-v1-alpha layout) → recipe + safetensors",
+    p = sub.add_parser(
+        "import",
+        help="turn published weights into a recipe (formats come from plugins; `unclip plugins` lists them)",
     )
-    k.add_argument("folder", help="the Karlo folder: text_encoder/, tokenizer/, prior/, text_proj/, decoder/, "
-                   "super_res_first/, super_res_last/ and the three *_scheduler/ folders")
-    k.add_argument("-o", "--out", default=None, help="folder to write (default: ./<folder name>-unclip)")
-    k.add_argument("--force", action="store_true",
-                   help="replace an existing output folder (one an earlier import wrote; never a file)")
-    k.set_defaults(handler=run_karlo)
+    p.add_argument("import_format", metavar="FORMAT", help="the import format (`unclip plugins` lists them)")
+    p.add_argument("import_args", nargs=argparse.REMAINDER, help="the format's own arguments (FORMAT --help lists them)")
+    p.set_defaults(handler=run_import)
 
 
-def run_karlo(args: argparse.Namespace) -> int:
-    from unclip_core.karlo import import_karlo
+def run_import(args: argparse.Namespace) -> int:
+    from unclip_core.registry import default_registry  # discovers plugins: only once a format is asked for
 
-    recipe = import_karlo(args.folder, args.out, force=args.force)
+    spec = default_registry().importer(args.import_format)
+    parser = argparse.ArgumentParser(prog=f"unclip import {spec.name}", description=spec.summary)
+    spec.importer.add_arguments(parser)
+    recipe = spec.importer.run(parser.parse_args(args.import_args))
     first = recipe.read_text(encoding="utf-8").splitlines()[0].removeprefix("# Run: ")
-    print(f"wrote {recipe.parent}/ (recipe {recipe.name}, weights as safetensors, tokenizer/)")
+    print(f"wrote {recipe.parent}/ (recipe {recipe.name}, weights as safetensors)")
     print(f"run it with: {first}")
     return 0

@@ -29,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="RePaint resampling: take each step this many times, jumping back between takes "
-        "(1 = none; >1 needs ddpm or ddim samplers; a trained inpainting decoder's stage does not resample)",
+        "(1 = none; >1 needs samplers that take single steps, DDPM- or DDIM-style; a trained inpainting decoder's stage does not resample)",
     )
     _add_common(p, "inpainted.png")
     p.set_defaults(handler=run_inpaint)

@@ -41,6 +41,26 @@ def run_plugins(args: argparse.Namespace) -> int:
                         }
                         for s in registry.all_components()
                     ],
+                    "importers": [
+                        {
+                            "name": i.name,
+                            "distribution": i.provider.distribution,
+                            "version": i.provider.version,
+                            "plugin": i.provider.plugin,
+                            "summary": i.summary,
+                        }
+                        for i in sorted(registry.importers.values(), key=lambda i: i.name)
+                    ],
+                    "shadowed": [
+                        {
+                            "kind": s.kind,
+                            "name": s.name,
+                            "use_as": f"{s.provider.plugin}:{s.name}",
+                            "distribution": s.provider.distribution,
+                            "plugin": s.provider.plugin,
+                        }
+                        for s in registry.shadowed()
+                    ],
                     "duplicates": [
                         {"kind": k, "name": n, "providers": [str(p) for p in providers]}
                         for (k, n), providers in registry.duplicates.items()
@@ -57,11 +77,22 @@ def run_plugins(args: argparse.Namespace) -> int:
     rows = [
         (s.kind, s.name, f"{s.provider.distribution} {s.provider.version}", s.summary)
         for s in registry.all_components()
+    ] + [
+        (s.kind, f"{s.provider.plugin}:{s.name}", f"{s.provider.distribution} {s.provider.version}",
+         f"(its name {s.name!r} is a built-in's) {s.summary}")
+        for s in registry.shadowed()
+    ] + [
+        ("importer", i.name, f"{i.provider.distribution} {i.provider.version}", i.summary)
+        for i in sorted(registry.importers.values(), key=lambda i: i.name)
     ]
     widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("KIND", "NAME", "PROVIDER"))]
     print(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'PROVIDER':<{widths[2]}}  SUMMARY")
     for kind, name, provider, summary in rows:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {provider:<{widths[2]}}  {summary}")
+    if registry.shadowed():
+        print("\nName clashes (the built-in keeps the name; the plugin's component answers to plugin:name):")
+        for spec in registry.shadowed():
+            print(f"  {spec.kind} {spec.name!r}: built-in, and {spec.provider} as '{spec.provider.plugin}:{spec.name}'")
     if registry.failures:
         print("\nPlugins with problems:")
         for failure in registry.failures:

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from unclip_core.interfaces import concat_conditions
+from unclip_core.conditions import concat_conditions
 
 
 def guide(cond_out: Tensor, uncond_out: Tensor, guidance_scale: float, variance_type: str) -> Tensor:

@@ -15,6 +15,7 @@ from unclip_core.recipe.safe_yaml import YamlLimitError, describe_yaml_error, lo
 from unclip_core.recipe.shipped import FILE_SLOTS, SLOT_FILE_MARK, is_slot_file, shipped_recipes, shipped_recipes_dir  # noqa: F401 (re-exported)
 from unclip_core.recipe.validate import ResolvedRecipe, validate_recipe
 from unclip_core.registry import Registry, default_registry
+import difflib
 
 DEFAULT_RECIPE = "shapes"
 """The recipe ``unclip generate`` uses when none is given: the embedded shapes-world model."""
@@ -74,8 +75,6 @@ def find_recipe(name_or_path: str | Path | None) -> Path:
         return shipped[key]
     if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
         raise RecipeError(f"recipe file not found: {candidate}")
-    import difflib
-
     close = difflib.get_close_matches(key, list(shipped), n=1, cutoff=0.5)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise RecipeError(

@@ -1,6 +1,6 @@
 """Command-line overrides: ``decoder.sampler.config.steps=25``, values parsed as YAML.
 
-List items are addressed by index (``upsamplers.0.sampler.type=ddpm``). Missing mapping keys
+List items are addressed by index (``upsamplers.0.sampler.config.steps=10``). Missing mapping keys
 are created, so an override can add a setting; the full validation that follows decides
 whether it is allowed.
 """

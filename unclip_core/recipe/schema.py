@@ -2,14 +2,15 @@
 
 A recipe has one slot per stage. Each slot names a registered component by ``type``, gives
 that component's own settings under ``config`` (validated later by the component's own
-pydantic model) and, for models, a ``weights`` file relative to the recipe::
+pydantic model) and, for models, a ``weights`` file relative to the recipe (the names in
+capitals stand for registered components; recipes/shapes.yaml is a real recipe)::
 
-    encoder:   {type: open-clip, config: {...}, weights: clip.safetensors}
-    prior:     {type: diffusion-prior, config: {...}, weights: prior.safetensors,
-                guidance_scale: 4.0, candidates: 2, sampler: {type: ddim, config: {steps: 25}}}
-    decoder:   {type: unclip-decoder, ..., guidance_scale: 3.0, sampler: {type: ddpm, ...}}
+    encoder:   {type: ENCODER, config: {...}, weights: clip.safetensors}
+    prior:     {type: PRIOR, config: {...}, weights: prior.safetensors,
+                guidance_scale: 4.0, candidates: 2, sampler: {type: SAMPLER, config: {steps: 25}}}
+    decoder:   {type: DECODER, ..., guidance_scale: 3.0, sampler: {type: SAMPLER, ...}}
     upsamplers:
-      - {type: unet-upsampler, ..., sampler: {type: ddim, config: {steps: 20}}}
+      - {type: UPSAMPLER, ..., sampler: {type: SAMPLER, config: {steps: 20}}}
     runtime:   {device: cpu, precision: fp32, memory_format: channels_last}
 """
 from __future__ import annotations
@@ -19,21 +20,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every recipe section (inference and training): unknown keys are an error, and
+    so are NaN and infinity."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class SamplerSlot(_Strict):
+class SamplerSlot(Strict):
     """A sampler by registry name, with its settings."""
 
-    type: str = Field(description="Registered sampler name, e.g. 'ddim'.")
+    type: str = Field(description="Registered sampler name (`unclip plugins` lists them).")
     config: dict[str, Any] = Field(default_factory=dict, description="The sampler's own settings.")
 
 
-class ComponentSlot(_Strict):
+class ComponentSlot(Strict):
     """A model component by registry name, with its settings and weights."""
 
-    type: str = Field(description="Registered component name, e.g. 'unclip-decoder'.")
+    type: str = Field(description="Registered component name (`unclip plugins` lists them).")
     config: dict[str, Any] = Field(default_factory=dict, description="The component's own settings.")
     weights: str | None = Field(
         default=None,
@@ -60,8 +64,16 @@ class PriorStage(ComponentSlot):
     null_caption: NullCaption = Field(default="learned", description=NULL_CAPTION_HELP)
 
 
+INVERSION_SAMPLER_HELP = (
+    "Deterministic sampler (with an eta setting) for inversion, variations, interpolation and text diffs; "
+    "omitted: the sampler registered for the 'inversion' role (`unclip plugins`), with the decoder sampler's "
+    "steps and timestep_spacing."
+)
+
+
 class DecoderStage(ComponentSlot):
     sampler: SamplerSlot = Field(description="Sampler for the decoder.")
+    inversion_sampler: SamplerSlot | None = Field(default=None, description=INVERSION_SAMPLER_HELP)
     guidance_scale: float = Field(
         default=3.0, ge=0, description="Classifier-free guidance on image embedding and caption together."
     )
@@ -72,7 +84,7 @@ class UpsamplerStage(ComponentSlot):
     sampler: SamplerSlot = Field(description="Sampler for this upsampling stage.")
 
 
-class Runtime(_Strict):
+class Runtime(Strict):
     """Where and how the pipeline runs."""
 
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
@@ -91,7 +103,7 @@ class Runtime(_Strict):
     )
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """An inference recipe: every stage of text → image."""
 
     name: str | None = Field(default=None, description="Short name shown by `unclip recipe ls`.")

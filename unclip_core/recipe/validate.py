@@ -59,6 +59,9 @@ class ResolvedRecipe:
     decoder: ResolvedComponent
     decoder_sampler: ResolvedComponent
     upsamplers: list[tuple[ResolvedComponent, ResolvedComponent]] = field(default_factory=list)
+    inversion_sampler: ResolvedComponent | None = None
+    """``decoder.inversion_sampler``, or the sampler registered for inversion; None when the
+    recipe names none and no plugin registers one (only inverting operations then fail)."""
 
     @property
     def digest(self) -> str:
@@ -153,6 +156,33 @@ def _resolve_component(
     return ResolvedComponent(path, spec, config, weights)
 
 
+def resolve_role_sampler(
+    raw: Any, path: str, like: ResolvedComponent | None, registry: Registry, base_dir: Path, problems: Problems,
+    *, role: str = "inversion", steps: int | None = None,
+) -> ResolvedComponent | None:
+    """The sampler slot at ``path`` as given (``raw``), or else the sampler registered for
+    ``role`` with ``like``'s ``steps`` and ``timestep_spacing`` (where both samplers have
+    them) or ``steps``; None when neither a slot nor a registered sampler exists."""
+    if isinstance(raw, dict):
+        return _resolve_component(raw, "sampler", path, registry, base_dir, problems)
+    try:
+        spec = registry.for_role("sampler", role)
+    except PluginError:
+        return None
+    fields = spec.config_model.model_fields
+    settings: dict[str, Any] = {"steps": steps} if steps is not None and "steps" in fields else {}
+    for key in ("steps", "timestep_spacing"):
+        value = getattr(like.config, key, None) if like is not None else None
+        if value is not None and key in fields:
+            settings[key] = value
+    try:
+        config = spec.config_model.model_validate(settings)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, path, spec.config_model))
+        return None
+    return ResolvedComponent(path, spec, config)
+
+
 def _check_chain(
     encoder: ResolvedComponent | None,
     prior: ResolvedComponent | None,
@@ -244,6 +274,10 @@ def validate_recipe(
     prior_sampler = sampler_of(data.get("prior"), "prior")
     decoder = _resolve_component(data.get("decoder"), "decoder", "decoder", registry, base_dir, problems)
     decoder_sampler = sampler_of(data.get("decoder"), "decoder")
+    decoder_raw = data.get("decoder") if isinstance(data.get("decoder"), dict) else {}
+    inversion_sampler = resolve_role_sampler(
+        decoder_raw.get("inversion_sampler"), "decoder.inversion_sampler", decoder_sampler, registry, base_dir, problems
+    )
 
     upsamplers: list[tuple[ResolvedComponent | None, ResolvedComponent | None]] = []
     raw_ups = data.get("upsamplers", [])
@@ -277,6 +311,7 @@ def validate_recipe(
         decoder=decoder,
         decoder_sampler=decoder_sampler,
         upsamplers=[(u, s) for u, s in upsamplers if u and s],
+        inversion_sampler=inversion_sampler,
     )
 
 

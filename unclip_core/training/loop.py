@@ -15,6 +15,7 @@ streaming dataset (``shards``) replaces the index-based batches with each rank's
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -47,6 +48,8 @@ from unclip_core.training.stages import EmbeddingCache, stage_batch
 from unclip_core.training.validate import ResolvedTraining
 from unclip_core.atomic import remove_stale_temporaries
 from unclip_core.weights import atomic_save_safetensors
+import fnmatch
+from tqdm.auto import tqdm
 
 CHECKPOINT_NAME = "last.safetensors"
 PREVIEW_ITEMS = 8
@@ -151,6 +154,7 @@ def train(
     model = build_component(resolved.model, trainable=True).train()
     _freeze(model, settings.freeze)
     dataset = build_component(resolved.dataset)
+    preview_sampler = build_component(resolved.preview_sampler) if resolved.preview_sampler else None
     streaming = is_streaming(dataset)
     if not streaming and len(dataset) == 0:
         raise UnclipError("the dataset is empty")
@@ -259,7 +263,7 @@ def train(
                 if state.step % recipe.output.checkpoint_every == 0:
                     _checkpoint(out, state, resolved)
                 if recipe.output.sample_every and state.step % recipe.output.sample_every == 0:
-                    _preview(recipe.stage, model, ema, preview_batch, out, state.step)
+                    _preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler)
 
     if bar is not None:
         bar.close()
@@ -267,7 +271,7 @@ def train(
                                "samples_per_s": samples_done / max(time.perf_counter() - started, 1e-9)}
     if dist.is_main:
         _checkpoint(out, state, resolved)
-        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step))
+        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler))
         _log(out, {"event": "end", **summary})
         summary["run_dir"] = str(out)
     dist.close()
@@ -289,8 +293,6 @@ class _null:
 
 def _freeze(model: nn.Module, patterns: list[str]) -> None:
     """Keep parameters matching any pattern out of training (an unknown pattern is an error)."""
-    import fnmatch
-
     for pattern in patterns:
         matched = [p for name, p in model.named_parameters() if fnmatch.fnmatchcase(name, pattern)]
         if not matched:
@@ -349,14 +351,14 @@ def _checkpoint(out: Path, state: TrainingState, resolved: ResolvedTraining) -> 
         export_weights(state.model, state.ema, (resolved.base_dir / export).resolve(), resolved, state.step)
 
 
-def _preview(stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int) -> dict[str, float]:
+def _preview(
+    stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int, sampler: Any
+) -> dict[str, float]:
     if batch is None:
         return {}
-    import copy
-
     averaged = copy.deepcopy(model)
     ema.copy_to(averaged)
-    figures = preview(stage, averaged, batch, out, step)
+    figures = preview(stage, averaged, batch, out, step, sampler)
     if figures:
         _log(out, {"step": step, **figures})
     return figures
@@ -386,6 +388,4 @@ def _log_header(out: Path, resolved: ResolvedTraining, dist: Distributed, settin
 def _progress_bar(enabled: bool, start: int, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=start, desc="train", file=sys.stderr, dynamic_ncols=True)

@@ -13,22 +13,23 @@ import torch
 import torch.nn.functional as F
 
 from unclip_core.images import make_grid, resize_tensor, save_png, tensor_to_pil
-from unclip_core.interfaces import DecoderCondition, UpsamplerCondition
+from unclip_core.interfaces import DecoderCondition, Sampler, UpsamplerCondition
+from unclip_core.stage import Stage
 
 PREVIEW_STEPS = 25
 
 
-def _ddim(steps: int = PREVIEW_STEPS):
-    from unclip_core.registry import default_registry
-
-    spec = default_registry().get("sampler", "ddim")
-    return spec.build(spec.config_model.model_validate({"steps": steps}))
-
-
 @torch.no_grad()
-def preview(stage: str, model: Any, batch: dict[str, Any], out: Path, step: int, seed: int = 0) -> dict[str, float]:
-    """Write ``out/samples/step-N.png`` for image stages; return figures for the log."""
+def preview(
+    stage: str, model: Any, batch: dict[str, Any], out: Path, step: int, sampler: Sampler | None, seed: int = 0
+) -> dict[str, float]:
+    """Write ``out/samples/step-N.png`` for image stages; return figures for the log.
+    ``sampler`` (the recipe's ``output.preview_sampler``) drives the diffusion stages; without
+    one they get no preview."""
     generator = torch.Generator().manual_seed(seed)
+    diffusion = stage in ("decoder", "upsampler") or (stage == "prior" and model.declared.needs_sampler is not False)
+    if diffusion and sampler is None:
+        return {}
     model.eval()
     try:
         if stage == "decoder":
@@ -42,19 +43,19 @@ def preview(stage: str, model: Any, batch: dict[str, Any], out: Path, step: int,
                 cond.inpaint_mask = torch.zeros(truth.shape[0], 1, size, size)
                 cond.inpaint_mask[..., size // 2 :] = 1.0
                 shown.append(truth * (1 - cond.inpaint_mask))
-            samples = _ddim().sample(model.denoiser(cond, 3.0), shape, generator=generator).clamp(-1, 1)
+            samples = Stage("decoder", model, sampler, 3.0).sample(cond, shape, generator).clamp(-1, 1)
             _grid(out, step, torch.cat([*shown, samples]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}
         if stage == "upsampler":
             truth = batch["image"]
             low = resize_tensor(truth, int(model.declared.input_size))
             shape = truth.shape
-            samples = _ddim().sample(model.denoiser(UpsamplerCondition(low), 1.0), shape, generator=generator).clamp(-1, 1)
+            samples = Stage("upsampler", model, sampler).sample(UpsamplerCondition(low), shape, generator).clamp(-1, 1)
             nearest = F.interpolate(low, size=truth.shape[-2:], mode="nearest")
             _grid(out, step, torch.cat([nearest, samples, truth]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}
         if stage == "prior":
-            sampler = None if model.declared.needs_sampler is False else _ddim()  # an AR prior samples by itself
+            sampler = None if model.declared.needs_sampler is False else sampler  # an AR prior samples by itself
             z = model.sample(batch["text"], sampler=sampler, generator=generator, guidance_scale=1.0, candidates=1)
             target = F.normalize(batch["image_embed"].float(), dim=-1)
             return {"preview_cosine": float((F.normalize(z.float(), dim=-1) * target).sum(-1).mean())}

@@ -2,12 +2,13 @@
 
 One recipe trains one stage. It names the component being trained (``model``), the frozen
 CLIP that supplies embeddings for the prior and decoder stages (``encoder``), a registered
-``dataset``, and the optimiser, EMA, schedule and output settings::
+``dataset``, and the optimiser, EMA, schedule and output settings (capitals stand for
+registered components; recipes/train/ holds real ones)::
 
     stage: decoder
-    model:   {type: unclip-decoder, config: {...}}
-    encoder: {type: open-clip, config: {...}, weights: clip.safetensors}
-    dataset: {type: shapes, config: {size: 32}}
+    model:   {type: DECODER, config: {...}}
+    encoder: {type: ENCODER, config: {...}, weights: clip.safetensors}
+    dataset: {type: DATASET, config: {size: 32}}
     optim:   {lr: 1.0e-3, warmup_steps: 200}
     train:   {steps: 3000, batch_size: 32}
     output:  {dir: runs/decoder, export: shapes/decoder.safetensors}
@@ -16,23 +17,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from unclip_core.recipe.schema import ComponentSlot
+from unclip_core.recipe.schema import ComponentSlot, SamplerSlot, Strict
 
 Stage = Literal["encoder", "prior", "decoder", "upsampler"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class DatasetSlot(_Strict):
-    type: str = Field(description="Registered dataset name, e.g. 'shapes' or 'image-folder'.")
+class DatasetSlot(Strict):
+    type: str = Field(description="Registered dataset name (`unclip plugins` lists them).")
     config: dict[str, Any] = Field(default_factory=dict, description="The dataset's own settings.")
 
 
-class OptimSettings(_Strict):
+class OptimSettings(Strict):
     """AdamW with linear warm-up, then cosine or linear decay."""
 
     lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
@@ -44,7 +41,7 @@ class OptimSettings(_Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null = no clipping.")
 
 
-class EmaSettings(_Strict):
+class EmaSettings(Strict):
     """Exponential moving average of the weights, used for sampling and export."""
 
     decay: float = Field(0.999, ge=0, lt=1, description="Target EMA decay.")
@@ -54,7 +51,7 @@ class EmaSettings(_Strict):
     )
 
 
-class TrainSettings(_Strict):
+class TrainSettings(Strict):
     steps: int = Field(gt=0, description="Optimiser steps to train for (a resumed run continues to this total).")
     batch_size: int = Field(
         32, ge=1,
@@ -79,7 +76,7 @@ class TrainSettings(_Strict):
     )
 
 
-class OutputSettings(_Strict):
+class OutputSettings(Strict):
     dir: str = Field("runs/{name}", description="Run folder (checkpoints, log.jsonl, samples/); relative to the working directory.")
     checkpoint_every: int = Field(250, ge=1, description="Save a resumable checkpoint every N steps.")
     log_every: int = Field(10, ge=1, description="Append metrics to log.jsonl every N steps.")
@@ -87,12 +84,17 @@ class OutputSettings(_Strict):
     export: str | None = Field(
         None, description="Where the EMA weights go (safetensors, relative to the recipe file), at each checkpoint and the end."
     )
+    preview_sampler: SamplerSlot | None = Field(
+        None,
+        description="Sampler for the preview grids of diffusion stages; omitted: the sampler registered for the "
+        "'inversion' role (`unclip plugins`), 25 steps.",
+    )
     export_dtype: Literal["fp32", "fp16", "bf16"] = Field(
         "fp32", description="Precision of exported floating-point weights (fp16 halves the file; loading casts back)."
     )
 
 
-class TrainRecipe(_Strict):
+class TrainRecipe(Strict):
     name: str = Field(description="Run name; also names the default run folder.")
     description: str | None = None
     stage: Stage = Field(description="Which component kind is trained.")

@@ -14,9 +14,14 @@ from unclip_core.recipe.validate import (
     _did_you_mean,
     _resolve_component,
     recipe_digest,
+    resolve_role_sampler,
 )
 from unclip_core.registry import Registry
+from unclip_core.training.previews import PREVIEW_STEPS
 from unclip_core.training.schema import TRAIN_SLOTS, TrainRecipe
+from unclip_core.recipe.files import find_recipe, is_training_recipe, read_yaml
+from unclip_core.recipe.overrides import apply_overrides
+from unclip_core.registry import default_registry
 
 NEEDS_ENCODER = ("prior", "decoder")
 
@@ -29,6 +34,9 @@ class ResolvedTraining:
     model: ResolvedComponent
     encoder: ResolvedComponent | None
     dataset: ResolvedComponent
+    preview_sampler: ResolvedComponent | None = None
+    """``output.preview_sampler``, or the sampler registered for inversion (None: no previews
+    of a stage that needs a sampler)."""
 
     @property
     def digest(self) -> str:
@@ -71,17 +79,17 @@ def validate_training(
             a, b = getattr(theirs, attr), getattr(mine, attr)
             if a is not None and b is not None and a != b:
                 problems.append(("model", f"{label_} {b} does not match the encoder's {a}"))
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    preview_sampler = resolve_role_sampler(
+        output.get("preview_sampler"), "output.preview_sampler", None, registry, base_dir, problems, steps=PREVIEW_STEPS
+    )
     if problems:
         raise RecipeError(_dedupe(problems), label)
     assert recipe is not None and model is not None and dataset is not None
-    return ResolvedTraining(recipe, data, Path(source) if source else None, model, encoder, dataset)
+    return ResolvedTraining(recipe, data, Path(source) if source else None, model, encoder, dataset, preview_sampler)
 
 
 def load_training(name_or_path: str | Path, overrides=(), registry: Registry | None = None) -> ResolvedTraining:
-    from unclip_core.recipe.files import find_recipe, is_training_recipe, read_yaml
-    from unclip_core.recipe.overrides import apply_overrides
-    from unclip_core.registry import default_registry
-
     path = find_recipe(name_or_path)
     data = read_yaml(path)
     if isinstance(data, dict) and not is_training_recipe(data) and "decoder" in data:

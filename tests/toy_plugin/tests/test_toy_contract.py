@@ -3,7 +3,7 @@ suite on its component, plus one check that its entry point is found."""
 import pytest
 import torch
 
-from unclip_core.testing import check_component, check_plugin_registers, make_text_encoding
+from unclip_core.contracts import check_component, check_plugin_registers, make_text_encoding
 from unclip_toy import TextAsImageConfig, TextAsImagePrior
 
 

@@ -1,0 +1,220 @@
+"""``unclip import karlo``: a diffusers ``UnCLIPPipeline`` folder (``kakaobrain/karlo-v1-alpha``'s
+layout) turned into a recipe and safetensors weights for unclip's own components.
+
+The folder's parts map one to one onto registered components, by name :
+
+=======================================  ==========================================
+diffusers folder                         unclip slot and component
+=======================================  ==========================================
+``text_encoder/`` ``tokenizer/``         ``encoder``: ``hf-clip``
+(``image_encoder/``, if present)         (its image tower)
+``prior/`` ``prior_scheduler/``          ``prior``: ``diffusion-prior`` + ``unclip-scheduler``
+``decoder/`` ``text_proj/``              ``decoder``: ``unclip-decoder`` + ``unclip-scheduler``
+``decoder_scheduler/``
+``super_res_first/`` ``super_res_last/`` ``upsamplers.0``: ``unet-upsampler`` (two UNets)
+``super_res_scheduler/``                 + ``unclip-scheduler``
+=======================================  ==========================================
+
+Every setting is derived from the folder's ``config.json`` files; each component is then built
+(on the meta device: no memory, no time) and must reproduce the folder's model configs key for
+key and take the converted weights name for name and shape for shape. The null captions of
+classifier-free guidance (diffusers encodes ``""`` at every call) are CLIP's encoding of ``""``,
+computed once here and stored in the prior's and decoder's weights as their learned null
+captions; the recipe itself sets ``null_caption: empty``, so the pipeline encodes ``""`` beside
+the prompts at every call, exactly as diffusers does.
+
+Output is written to a hidden temporary folder beside the destination and renamed into place
+only when complete, so an interrupted or failed import never leaves a half-written folder.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from unclip_core.errors import InputError, RecipeError, UnclipError
+from unclip_core.importing import build_component, check_output_folder, check_same_config, run_line, staged_folder
+from unclip_core.recipe.validate import validate_recipe
+from unclip_core.registry import default_registry
+from unclip_core.weights import atomic_save_safetensors, check_state_dict
+
+from .folder import check_folder, check_tokenizer, read_json, read_weights
+from .settings import derive_settings
+
+RECIPE_NAME = "karlo.yaml"
+DEFAULT_PROMPT = "a horse grazing on a hill, digital art"
+
+
+class KarloImporter:
+    """``unclip import karlo FOLDER [-o OUT] [--force]``, registered through ``register_importers``."""
+
+    help = "a local diffusers Karlo folder (kakaobrain/karlo-v1-alpha layout) → recipe + safetensors"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("folder", help="the Karlo folder: text_encoder/, tokenizer/, prior/, text_proj/, decoder/, "
+                            "super_res_first/, super_res_last/ and the three *_scheduler/ folders")
+        parser.add_argument("-o", "--out", default=None, help="folder to write (default: ./<folder name>-unclip)")
+        parser.add_argument("--force", action="store_true",
+                            help="replace an existing output folder (one an earlier import wrote; never a file)")
+
+    def run(self, args: argparse.Namespace) -> Path:
+        return import_karlo(args.folder, args.out, force=args.force)
+
+
+def _prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{key}": value for key, value in state.items()}
+
+
+def _fits(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Checked names and shapes; position ids that older transformers saved are dropped."""
+    expected = module.state_dict()
+    for key in [k for k in state if k.endswith("position_ids") and k not in expected]:
+        del state[key]
+    check_state_dict(module, state, source)
+
+
+def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_line: str) -> tuple[str, dict[str, Any]]:
+    encoder = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    encoder["tokenizer"] = "tokenizer"
+    data = {
+        "name": source.name,
+        "description": f"Karlo ({source.name}) imported by `unclip import karlo`: diffusers' UnCLIPPipeline, "
+        "same weights, same sampling.",
+        "encoder": {"type": "hf-clip", "config": encoder, "weights": "encoder.safetensors"},
+        "prior": {
+            "type": "diffusion-prior",
+            "config": settings["prior"],
+            "weights": "prior.safetensors",
+            "guidance_scale": 4.0,
+            "candidates": 1,
+            "null_caption": "empty",
+            "sampler": {"type": "unclip-scheduler", "config": {"steps": 25, **settings["prior_sampler"]}},
+        },
+        "decoder": {
+            "type": "unclip-decoder",
+            "config": settings["decoder"],
+            "weights": "decoder.safetensors",
+            "guidance_scale": 8.0,
+            "null_caption": "empty",
+            "sampler": {"type": "unclip-scheduler", "config": {"steps": 25, **settings["decoder_sampler"]}},
+        },
+        "upsamplers": [
+            {
+                "type": "unet-upsampler",
+                "config": settings["upsampler"],
+                "weights": "upsampler.safetensors",
+                "sampler": {"type": "unclip-scheduler", "config": {"steps": 7, **settings["upsampler_sampler"]}},
+            }
+        ],
+        "runtime": {"device": "cpu", "precision": "auto"},
+    }
+    header = (
+        f"{run_line}\n"
+        f"# Karlo imported from {source} by `unclip import karlo` (see docs/karlo.md).\n"
+        "# Defaults are diffusers' UnCLIPPipeline's: guidance 4 (prior) and 8 (decoder), 25/25/7 steps.\n"
+        "# precision auto: on the CPU the fastest mode a one-off probe shows really computes in bf16\n"
+        "# (`unclip doctor` shows it), bf16 autocast on bf16 GPUs, fp32 elsewhere (docs/recipes.md).\n"
+        "# With runtime.precision=fp32 runtime.memory_format=contiguous and the same seed, the images\n"
+        "# match diffusers' to 1e-4; the default channels-last layout differs from them by rounding only.\n"
+    )
+    return header + yaml.safe_dump(data, sort_keys=False, width=100), data
+
+
+def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bool = False, registry: Any = None) -> Path:
+    """Convert a diffusers Karlo folder into ``out`` (default ``./<folder name>-unclip``):
+    ``karlo.yaml``, ``encoder|prior|decoder|upsampler.safetensors`` and ``tokenizer/``.
+    Returns the recipe's path. Raises a one-line :class:`UnclipError` subclass on any problem."""
+    registry = registry or default_registry()
+    if out is not None and not str(out).strip():
+        raise InputError("--out is empty; give the folder to write")
+    source = Path(source).expanduser().resolve()
+    check_folder(source)
+    out = Path(out).expanduser() if out is not None else Path.cwd() / f"{source.name}-unclip"
+    out = out.resolve()
+    check_output_folder(out, source, force=force, marker=RECIPE_NAME, command="unclip import karlo", source_name="the Karlo folder")
+    settings = derive_settings(source)
+    check_tokenizer(source / "tokenizer")
+
+    with staged_folder(out) as work:
+        try:
+            shutil.copytree(source / "tokenizer", work / "tokenizer")
+        except (OSError, shutil.Error) as exc:
+            raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
+
+        # encoder: built for real (it encodes the null caption below)
+        enc_settings = {**settings["encoder"], "tokenizer": "tokenizer", "normalize": False}
+        text_cfg = enc_settings.pop("text_config")
+        vision_cfg = enc_settings.pop("vision_config", None)
+        spec = registry.get("encoder", "hf-clip")
+        try:
+            encoder_config = spec.config_model.from_transformers(
+                text_cfg, vision_config=vision_cfg, tokenizer=str(work / "tokenizer"), **{
+                    k: v for k, v in enc_settings.items() if k != "tokenizer"
+                }
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"text_encoder/config.json: {' '.join(str(exc).split())}") from None
+        try:
+            with torch.random.fork_rng(devices=[]):
+                encoder = spec.build(encoder_config)
+        except UnclipError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
+            raise InputError(
+                f"text_encoder/config.json: transformers cannot build the text encoder from it "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())})"
+            ) from None
+        state = _prefixed("text_encoder", read_weights(source / "text_encoder"))
+        if vision_cfg is not None:
+            state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
+        _fits(encoder, state, "text_encoder/ (and image_encoder/)")
+        encoder.load_state_dict(state, strict=True)
+        encoder.eval()
+        with torch.no_grad():
+            null = encoder.encode_text([""])
+        null_state = {
+            "null_text_embed": null.embed[0].float().contiguous(),
+            "null_text_tokens": null.tokens[0].float().contiguous(),
+            "null_text_mask": null.mask[0].contiguous(),
+        }
+        atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
+        del encoder, state
+
+        prior, _ = build_component(registry, "prior", "diffusion-prior", settings["prior"], work, meta=True)
+        check_same_config("prior", read_json(source / "prior" / "config.json"), prior.transformer)
+        state = {**_prefixed("transformer", read_weights(source / "prior")), **null_state}
+        _fits(prior, state, "prior/")
+        atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(source), "format": "unclip-karlo"})
+        del prior, state
+
+        decoder, _ = build_component(registry, "decoder", "unclip-decoder", settings["decoder"], work, meta=True)
+        check_same_config("decoder", read_json(source / "decoder" / "config.json"), decoder.unet)
+        text_proj = read_weights(source / "text_proj")
+        state = {**_prefixed("unet", read_weights(source / "decoder")), **_prefixed("text_proj", text_proj), **null_state}
+        _fits(decoder, state, "decoder/ and text_proj/")
+        atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
+        del decoder, state, text_proj
+
+        upsampler, _ = build_component(registry, "upsampler", "unet-upsampler", settings["upsampler"], work, meta=True)
+        check_same_config("super_res_first", read_json(source / "super_res_first" / "config.json"), upsampler.unet)
+        state = {
+            **_prefixed("unet", read_weights(source / "super_res_first")),
+            **_prefixed("unet_last", read_weights(source / "super_res_last")),
+        }
+        _fits(upsampler, state, "super_res_first/ and super_res_last/")
+        atomic_save_safetensors(state, work / "upsampler.safetensors", {"source": str(source), "format": "unclip-karlo"})
+        del upsampler, state
+
+        text, data = _recipe(source, settings, encoder_config, run_line(out / RECIPE_NAME, DEFAULT_PROMPT))
+        (work / RECIPE_NAME).write_text(text, encoding="utf-8")
+        try:
+            validate_recipe(data, registry, base_dir=work, source=work / RECIPE_NAME)
+        except RecipeError as exc:
+            raise UnclipError(f"the imported recipe does not validate: {' '.join(str(exc).split())}") from None
+
+    return out / RECIPE_NAME
