@@ -3,7 +3,7 @@
 Runs the shipped ``shapes`` recipe in this process: a warm-up, then 4 images (the README's
 promise: under 30 s on a 2-core CPU) as shipped (fp32, channels-last weights), then the same
 with ``runtime.memory_format=contiguous`` (torch's default layout), in bf16 autocast and, on a
-CPU with bf16 units, in ``bf16-matmul`` (elsewhere its images are emulated); prints
+CPU where oneDNN really computes in bf16, in ``bf16-matmul`` (elsewhere its images are emulated); prints
 seconds per stage, each variant's ratio to the default and the PSNR of its images against the
 default's. ``--set KEY=VALUE`` (repeatable) applies a recipe override to every variant, e.g.
 ``--set decoder.guidance_scale=8`` to see what bf16 does to a trained model under strong
@@ -20,7 +20,9 @@ import time
 
 import torch
 
-from unclip_core.precision import emulated_onednn_bf16, native_bf16
+from bf16_emulation import emulated_onednn_bf16
+
+from unclip_core.auto_precision import onednn_bf16_rounds
 from unclip_core.recipe.assemble import load_pipeline
 
 PROMPTS = ["a red circle", "a blue square above a yellow triangle", "a green square", "an orange circle below a purple square"]
@@ -72,7 +74,7 @@ def main() -> None:
     variants = {"contiguous": ["runtime.memory_format=contiguous"]}
     if not args.no_bf16:
         variants["bf16"] = ["runtime.precision=bf16"]
-        if native_bf16("cpu"):  # elsewhere oneDNN computes bf16-matmul in exact fp32: emulated below
+        if onednn_bf16_rounds():  # elsewhere oneDNN computes bf16-matmul in exact fp32: emulated below
             variants["bf16-matmul"] = ["runtime.precision=bf16-matmul"]
     closeness = {}
     for name, overrides in variants.items():
@@ -88,10 +90,10 @@ def main() -> None:
         print(f"{stage:<10} {seconds:>10.2f}{row}")
     for name, text in closeness.items():
         print(f"PSNR of the {name} images against the default's: {text}")
-    if not args.no_bf16 and not native_bf16("cpu"):
+    if not args.no_bf16 and not onednn_bf16_rounds():
         with emulated_onednn_bf16():
             images = default.generate_tensors(PROMPTS)
-        print(f"PSNR of bf16-matmul's images, emulated (this CPU has no bf16 units): {psnr(images, reference):.1f} dB")
+        print(f"PSNR of bf16-matmul's images, emulated (oneDNN computes exact fp32 on this CPU): {psnr(images, reference):.1f} dB")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,8 @@ def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
     (channels-last weights), alternately, each model built and freed in turn."""
     from diffusers import PriorTransformer, UNet2DConditionModel, UNet2DModel
 
-    from unclip_core.precision import native_bf16, onednn_bf16_math
+    from unclip_core.auto_precision import onednn_bf16_rounds
+    from unclip_core.precision import onednn_bf16_math
 
     t = torch.tensor(500)
     torch.manual_seed(0)
@@ -267,7 +268,7 @@ def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
                     t0 = time.perf_counter()
                     model(**kwargs)
                     line += f"   ours bf16 autocast {time.perf_counter() - t0:8.3f} s (one run)"
-                if native_bf16("cpu"):  # elsewhere bf16-matmul is fp32
+                if onednn_bf16_rounds():  # elsewhere oneDNN computes bf16-matmul in exact fp32
                     with onednn_bf16_math():
                         t0 = time.perf_counter()
                         model(**kwargs)
@@ -277,14 +278,16 @@ def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
 
 
 def bf16_matmul_row(recipe: Path, steps: tuple[int, int, int], repeats: int, t_theirs: float, our_fp32: torch.Tensor) -> None:
-    """Ours in ``runtime.precision=bf16-matmul``: timed and compared where the CPU has bf16 units;
-    elsewhere oneDNN computes exact fp32 (checked in one run), and the PSNR is that of the
-    emulation (:func:`unclip_core.precision.emulated_onednn_bf16`)."""
-    from unclip_core.precision import emulated_onednn_bf16, native_bf16
+    """Ours in ``runtime.precision=bf16-matmul``: timed and compared where oneDNN really computes
+    in bf16 (a probe says: the CPU flags do not); elsewhere oneDNN computes exact fp32 (checked
+    in one run), and the PSNR is that of the emulation (``bench/bf16_emulation.py``)."""
+    from bf16_emulation import emulated_onednn_bf16
+
+    from unclip_core.auto_precision import onednn_bf16_rounds
 
     pipeline = load_ours(recipe, steps, "bf16-matmul")
     with torch.no_grad():
-        if native_bf16("cpu"):
+        if onednn_bf16_rounds():
             seconds, image = timed(lambda: run_ours(pipeline), repeats)
             print(f"  ours bf16-matmul (oneDNN)      {seconds:8.3f} s   vs diffusers fp32 {seconds / t_theirs:.3f}   "
                   f"PSNR vs ours fp32 {psnr(image, our_fp32):.1f} dB", flush=True)
@@ -292,7 +295,7 @@ def bf16_matmul_row(recipe: Path, steps: tuple[int, int, int], repeats: int, t_t
         same = torch.equal(run_ours(pipeline), our_fp32)
         with emulated_onednn_bf16():
             emulated = run_ours(pipeline)
-    print(f"  ours bf16-matmul (oneDNN)      not timed: this CPU has no bf16 units, and oneDNN computed "
+    print(f"  ours bf16-matmul (oneDNN)      not timed: oneDNN has no bf16 kernel for this CPU and computed "
           f"{'exact fp32' if same else 'something other than fp32 (unexpected)'}; "
           f"PSNR vs ours fp32 emulated (operands rounded to bf16): {psnr(emulated, our_fp32):.1f} dB", flush=True)
 
@@ -402,7 +405,7 @@ def main() -> None:
         return
 
     from unclip_plugins.karlo.importer import import_karlo
-    from unclip_core.precision import resolve_precision
+    from unclip_core.auto_precision import resolve_precision
 
     steps = tuple(int(s) for s in args.steps.split(","))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

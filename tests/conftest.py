@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# runtime.precision: auto's probe caches its figures; tests keep theirs out of the user's cache
+os.environ["UNCLIP_CACHE_DIR"] = tempfile.mkdtemp(prefix="unclip-test-cache-")
 
 import pytest  # noqa: E402
 
@@ -60,11 +63,15 @@ def load_bench_script():
     import importlib.util
     import sys
 
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    if str(bench) not in sys.path:  # bench scripts import their siblings, as `python bench/x.py` lets them
+        sys.path.insert(0, str(bench))
+
     def load(name: str):
         module_name = f"bench_{name}"
         if module_name in sys.modules:
             return sys.modules[module_name]
-        spec = importlib.util.spec_from_file_location(module_name, Path(__file__).resolve().parent.parent / "bench" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, bench / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:

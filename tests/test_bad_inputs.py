@@ -160,10 +160,14 @@ def test_weights_with_nan_or_integer_numbers_are_refused():
         check_state_dict(model, as_integers, "w.safetensors")
 
 
-def test_infinite_weights_are_allowed():
-    """-inf is a legitimate masked value (attention masks); only NaN is never a weight."""
+def test_infinite_buffers_are_allowed_but_not_infinite_parameters():
+    """-inf is a legitimate masked value in a buffer (attention masks); an infinite parameter
+    is never a weight (all +inf drew all-black images without a word)."""
     model = nn.Linear(3, 2)
-    check_state_dict(model, {**model.state_dict(), "bias": torch.tensor([-math.inf, 0.0])}, "w.safetensors")
+    model.register_buffer("mask", torch.tensor([0.0, -math.inf]))
+    check_state_dict(model, {**model.state_dict(), "mask": torch.tensor([-math.inf, 0.0])}, "w.safetensors")
+    with pytest.raises(CheckpointError, match=r"^w.safetensors holds infinite values \(a diverged or corrupt save\) in bias$"):
+        check_state_dict(model, {**model.state_dict(), "bias": torch.tensor([-math.inf, 0.0])}, "w.safetensors")
 
 
 # ------------------------------------------------------------------ training

@@ -149,7 +149,9 @@ def karlo(tmp_path_factory, load_bench_script):
     return pipe, root / "karlo-tiny", recipe
 
 
-def run_diffusers(pipe, seed: int, steps: tuple[int, int, int], prompts: list[str] = PROMPTS) -> dict[str, torch.Tensor]:
+def run_diffusers(
+    pipe, seed: int, steps: tuple[int, int, int], decoder_guidance_scale: float = 8.0, prompts: list[str] = PROMPTS
+) -> dict[str, torch.Tensor]:
     """diffusers' pipeline, recording the prior's image embeddings and the decoder's images."""
     import diffusers.pipelines.deprecated.unclip.pipeline_unclip as module
 
@@ -181,6 +183,7 @@ def run_diffusers(pipe, seed: int, steps: tuple[int, int, int], prompts: list[st
             prior_num_inference_steps=steps[0],
             decoder_num_inference_steps=steps[1],
             super_res_num_inference_steps=steps[2],
+            decoder_guidance_scale=decoder_guidance_scale,
             output_type="np",
         ).images
     finally:
@@ -202,7 +205,7 @@ def run_ours(pipeline, seed: int, prompts: list[str] = PROMPTS) -> dict[str, tor
 
 def load_ours(recipe: Path, steps: tuple[int, int, int], memory_format: str = "contiguous", extra: list[str] = ()):
     """The imported recipe with the step counts set, in fp32 (the recipe's ``precision: auto``
-    picks bf16 where a probe measures it real and faster). Parity to 1e-4 is a property of the contiguous layout,
+    picks bf16 where a probe measures it real and faster). Bit-for-bit parity is a property of the contiguous layout,
     diffusers' own; the default channels-last layout rounds differently (see
     test_the_default_layout_stays_close_to_diffusers)."""
     from unclip_core.recipe.assemble import load_pipeline
@@ -248,17 +251,29 @@ def test_imported_karlo_matches_diffusers(karlo, steps):
 
 def test_the_default_layout_stays_close_to_diffusers(karlo):
     """The imported recipe as written (channels-last weights, the faster CPU path) differs from
-    diffusers only by float rounding: identical embeddings to 1e-4, images within 1e-2 and over
-    40 dB PSNR. (Guidance scale 8 on random weights amplifies rounding in the decoder.)"""
+    diffusers only by float rounding: identical embeddings to 1e-4, images over 40 dB PSNR.
+
+    The tolerance rests on what holds on every CPU, not on one CPU's rounding: at decoder
+    guidance 8 these random weights amplify the last bits that channels-last kernels order
+    differently (max difference 9e-4 on an AMX CPU, 2.5e-2 on an AVX-512 BF16 one), so the
+    comparison runs at guidance 2, where a rounding difference stays a rounding difference
+    and a logic difference (a wrong layout, a missed conversion) still costs tens of dB."""
     pipe, _, recipe = karlo
-    ours = load_ours(recipe, (25, 25, 7), memory_format="channels_last")
+    ours = load_ours(recipe, (25, 25, 7), memory_format="channels_last", extra=["decoder.guidance_scale=2"])
     assert ours.settings.memory_format == "channels_last"
     for seed in (0, 1):
-        expected, got = run_diffusers(pipe, seed, (25, 25, 7)), run_ours(ours, seed)
+        expected = run_diffusers(pipe, seed, (25, 25, 7), decoder_guidance_scale=2.0)
+        got = run_ours(ours, seed)
         assert float((got["image_embed"] - expected["image_embed"]).abs().max()) <= TOLERANCE
-        mse = float(((got["image"] - expected["image"]) ** 2).mean())
-        assert float((got["image"] - expected["image"]).abs().max()) <= 1e-2
-        assert mse == 0 or -10 * math.log10(mse) >= 40
+        for key in ("decoded", "image"):
+            assert psnr(got[key], expected[key]) >= 40, f"seed {seed}, {key}: {psnr(got[key], expected[key]):.1f} dB"
+
+
+def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB over the reference's value range (2 for the decoder's [-1, 1], 1 for [0, 1])."""
+    peak = 2.0 if float(reference.min()) < 0 else 1.0
+    mse = float(((images - reference) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 def test_generate_is_the_same_chain(karlo):
@@ -540,11 +555,11 @@ def test_the_benchmark_breaks_the_bf16_loss_down_by_stage(karlo, load_bench_scri
 
 
 def test_the_benchmark_reports_bf16_matmul(karlo, load_bench_script, capsys):
-    """Where the CPU has bf16 units the bf16-matmul row is timed; elsewhere it checks that
-    oneDNN computed exact fp32 and reports the emulation's PSNR."""
+    """Where oneDNN really computes in bf16 the bf16-matmul row is timed; elsewhere it checks
+    that oneDNN computed exact fp32 and reports the emulation's PSNR."""
     import re
 
-    from unclip_core.precision import native_bf16
+    from unclip_core.auto_precision import onednn_bf16_rounds
 
     bench = load_bench_script("karlo_vs_diffusers")
     _, _, recipe = karlo
@@ -553,7 +568,7 @@ def test_the_benchmark_reports_bf16_matmul(karlo, load_bench_script, capsys):
         fp32 = bench.run_ours(bench.load_ours(recipe, steps))
     bench.bf16_matmul_row(recipe, steps, 1, 1.0, fp32)
     out = capsys.readouterr().out
-    if native_bf16("cpu"):
+    if onednn_bf16_rounds():
         value = float(re.search(r"PSNR vs ours fp32 ([0-9.]+) dB", out).group(1))
     else:
         assert "oneDNN computed exact fp32" in out

@@ -511,3 +511,22 @@ def test_a_corrupt_safetensors_file_is_a_checkpoint_error(tiny_recipe_data, tmp_
         load_pipeline(recipe)
     assert "decoder.safetensors" in one_line(caught.value)
     assert isinstance(caught.value, UnclipError)
+
+
+def test_only_a_stage_binds_a_model_to_a_sampler():
+    """Guidance, precision and progress live in unclip_core.stage.Stage; no other core module
+    hands a model's denoiser to a sampler itself (the contract suite's model checks aside)."""
+    import re
+    from pathlib import Path
+
+    import unclip_core
+
+    root = Path(unclip_core.__file__).parent
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "stage.py" and "contracts" not in path.parts
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\.(sample|invert)\([^)]*\.denoiser\(", line)
+    ]
+    assert not found, found

@@ -6,6 +6,21 @@ on its own: say what was wrong and where (a YAML path, a file, a plugin name).
 from __future__ import annotations
 
 
+QUOTE_LIMIT = 80
+"""Longest piece of user input quoted in full in a message (a 13,000-character caption would
+otherwise make a 13,000-character "line")."""
+
+
+def shorten(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` for quoting in a one-line message: at most ``limit`` characters, the middle
+    replaced by ``…`` and the number of characters left out."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 20, 10)
+    return f"{text[: keep // 2]}…[{len(text) - keep} characters]…{text[-(keep - keep // 2):]}"
+
+
 class UnclipError(Exception):
     """Base of every error the framework raises on purpose."""
 

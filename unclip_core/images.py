@@ -10,22 +10,24 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from unclip_core.atomic import atomic_write
+from unclip_core.atomic import Writer, atomic_write
 from unclip_core.errors import InputError
 
 MAX_PIXELS = 64 * 1024 * 1024
 """Refuse larger inputs: a 64-megapixel image is already far beyond any model input here."""
 
 METADATA_KEY = "unclip"
+
+T = TypeVar("T")
 
 
 def load_image(source: str | Path | Image.Image) -> Image.Image:
@@ -53,8 +55,19 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
 
 
 def _read_image_file(source: str | Path) -> Image.Image:
-    """Decode an image file, refusing oversized ones from their header, before any pixel is
-    decoded (PIL's own bomb check is a global setting and only a warning below 2× its limit)."""
+    """Decode an image file (see :func:`_decode`)."""
+
+    def pixels(handle: Image.Image) -> Image.Image:
+        handle.load()
+        return handle.copy()
+
+    return _decode(source, pixels)
+
+
+def _decode(source: str | Path, read: Callable[[Image.Image], T]) -> T:
+    """``read(opened image)``, refusing oversized files from their header before any pixel
+    is decoded (PIL's own bomb check is a global setting and only a warning below 2× its
+    limit), and turning every way a file can fail to decode into one line naming it."""
     path = Path(source)
     if not path.is_file():
         raise InputError(f"{path} is a folder, not an image" if path.is_dir() else f"image file not found: {path}")
@@ -67,8 +80,7 @@ def _read_image_file(source: str | Path) -> Image.Image:
                     raise InputError(
                         f"{path} is too large ({width}×{height} pixels; the limit is {MAX_PIXELS // 2**20} megapixels)"
                     )
-                handle.load()
-                return handle.copy()
+                return read(handle)
     except Image.DecompressionBombError:
         raise InputError(f"{path} is too large (over {MAX_PIXELS // 2**20} megapixels)") from None
     except UnidentifiedImageError:
@@ -125,10 +137,16 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
 
 def save_png(image: Image.Image, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a PNG atomically, with ``metadata`` as JSON in the ``unclip`` text chunk."""
+    return atomic_write(Path(path), png_writer(image, metadata))
+
+
+def png_writer(image: Image.Image, metadata: Mapping[str, Any] | None = None) -> Writer:
+    """What :func:`save_png` writes, as a writer for :func:`~unclip_core.atomic.atomic_write_all`
+    (several files of one command: all or none)."""
     info = PngImagePlugin.PngInfo()
     if metadata:
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
-    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    return lambda tmp: image.save(tmp, format="PNG", pnginfo=info)
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:
@@ -143,26 +161,21 @@ def read_png_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def _read_text_chunks(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} is a folder, not an image" if path.is_dir() else f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return dict(getattr(image, "text", None) or image.info)
-    except UnidentifiedImageError:
-        raise InputError(f"{path} is not an image (no image format PIL knows)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"{path} is a truncated or corrupt image ({detail})") from None
+    def text(image: Image.Image) -> dict[str, str]:
+        image.load()  # text chunks after the pixels are read with them
+        return dict(getattr(image, "text", None) or image.info)
+
+    return _decode(path, text)
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 120) -> Path:
     """An animated GIF that plays the trajectory forwards and back."""
+    return atomic_write(Path(path), gif_writer(frames, duration_ms))
+
+
+def gif_writer(frames: Sequence[Image.Image], duration_ms: int = 120) -> Writer:
+    """What :func:`save_gif` writes, as a writer (see :func:`png_writer`)."""
     if not frames:
         raise InputError("no frames for the GIF")
     loop = list(frames) + list(frames[-2:0:-1])
-    return atomic_write(
-        Path(path),
-        lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0),
-    )
+    return lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0)

@@ -24,12 +24,10 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-from unclip_core.conditions import CondT, concat_conditions, map_tensors
+from unclip_core.conditions import CondT, concat_conditions, map_tensors  # noqa: F401 - plugins import the two from here
 from unclip_core.diffusion.guidance import bind_denoiser
 from unclip_core.diffusion.schedule import NoiseSchedule
 from unclip_core.errors import UnclipError
-
-__all__ = ["concat_conditions", "map_tensors"]  # re-exported: plugins import them from here
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image

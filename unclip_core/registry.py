@@ -317,9 +317,11 @@ def discover(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()) -> R
             except pluggy.PluginValidationError as exc:
                 manager.unregister(plugin)
                 raise PluginError(f"unknown hook: {exc}") from None
-        except Exception as exc:  # a broken plugin must not take the others down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit) must not take the others down
             registry.failures.append(
-                PluginFailure(name, provider.distribution, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                PluginFailure(name, provider.distribution, _describe_failure(exc), traceback.format_exc())
             )
             _trace(f"failed to load {name}: {exc}")
             continue
@@ -334,16 +336,26 @@ def discover(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()) -> R
             _trace(f"call {impl.plugin_name}.{hook_name}")
             try:
                 impl.function(register=register)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 registry.failures.append(
                     PluginFailure(
                         impl.plugin_name,
                         provider.distribution,
-                        f"{hook_name} raised {type(exc).__name__}: {exc}",
+                        f"{hook_name} {_describe_failure(exc, 'raised')}",
                         traceback.format_exc(),
                     )
                 )
     return registry
+
+
+def _describe_failure(exc: BaseException, verb: str = "") -> str:
+    """``ImportError: needs libfoo``, or ``called sys.exit(3)`` for a plugin that tried to end
+    the process."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"{verb + ' ' if verb else ''}{type(exc).__name__}: {exc}"
 
 
 _DEFAULT: Registry | None = None

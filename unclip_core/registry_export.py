@@ -97,14 +97,14 @@ def recipe_schema(specs: list[ComponentSpec]) -> dict[str, Any]:
 
 def export_registry(registry: Registry, out: Path, include_third_party: bool = False) -> list[Path]:
     """Write the catalogue to ``out`` (stale schema files of removed components are deleted)."""
+    from unclip_core.atomic import atomic_write_all
+
     files = registry_files(registry, include_third_party)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for relative, content in files.items():
-        path = out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
+    written = atomic_write_all([  # all or none: a full disk leaves the old catalogue whole
+        (out / relative, lambda tmp, content=content: tmp.write_text(content, encoding="utf-8"))
+        for relative, content in files.items()
+    ])
     for old in (out / "schemas").rglob("*.json"):
         if old.relative_to(out).as_posix() not in files:
             old.unlink()

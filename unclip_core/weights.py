@@ -20,6 +20,7 @@ from torch import nn
 
 from unclip_core.atomic import atomic_write
 from unclip_core.errors import CheckpointError
+from safetensors import safe_open
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -33,8 +34,6 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
@@ -77,12 +76,28 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
     ]
     if kind:
         raise CheckpointError(f"{source} stores tensors in the wrong number type: {_listing(kind, 3)}")
-    not_a_number = [
-        name for name in common
-        if state[name].is_floating_point() and state[name].device.type != "meta" and bool(torch.isnan(state[name]).any())
-    ]
+    not_a_number, infinite = _non_finite(module, state, common)
     if not_a_number:
         raise CheckpointError(f"{source} holds NaN values (a diverged or corrupt save) in {_listing(not_a_number)}")
+    if infinite:
+        raise CheckpointError(f"{source} holds infinite values (a diverged or corrupt save) in {_listing(infinite)}")
+
+
+def _non_finite(module: nn.Module, state: Mapping[str, torch.Tensor], names: list[str]) -> tuple[list[str], list[str]]:
+    """The tensors holding NaN, and the parameters holding ±inf. An infinite *parameter* is
+    never a trained weight (all-+inf weights drew all-black images, silently); a buffer may
+    hold -inf legitimately (an attention mask), so buffers are only checked for NaN."""
+    parameters = {name for name, _ in module.named_parameters(remove_duplicate=False)}
+    not_a_number, infinite = [], []
+    for name in names:
+        tensor = state[name]
+        if not tensor.is_floating_point() or tensor.device.type == "meta":
+            continue
+        if bool(torch.isnan(tensor).any()):
+            not_a_number.append(name)
+        elif name in parameters and bool(torch.isinf(tensor).any()):
+            infinite.append(name)
+    return not_a_number, infinite
 
 
 def load_weights(module: nn.Module, path: str | Path, *, initial: bool = False) -> None:

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unclip_core import InputError, Prior, PriorCondition, TextEncoding, UnclipError
-from unclip_core.candidates import select_best_candidates
+from unclip_core.priors import best_of, training_inputs
 from unclip_core.diffusion.losses import drop_mask
 from unclip_core.text_shapes import check_text_shapes
-from unclip_core.interfaces import Sampler, StepCallback, StepInfo, concat_conditions, map_tensors
+from unclip_core.interfaces import Sampler, StepCallback, StepInfo, concat_conditions
 
 from unclip_plugins.ar_prior.codebook import PCACodebook
 from unclip_plugins.ar_prior.config import ARPriorConfig
@@ -152,16 +152,13 @@ class ARPrior(Prior[ARPriorConfig]):
                 f"{NAME}: the autoregressive prior samples its codes itself and takes no sampler "
                 f"(got {type(sampler).__name__}); remove the prior stage's sampler"
             )
-        if candidates < 1:
-            raise InputError(f"{NAME}: candidates must be at least 1, got {candidates}")
         self._check_text(text.embed, text.tokens, text.mask, "text encoding")
-        text = map_tensors(text, lambda tensor: tensor.to(self.device))
-        cond = PriorCondition.from_text(text.repeat_interleave(candidates))
-        count = len(cond.drop_text)
-        dots = self.codebook.sample_dot_tokens(count, self.config.dot_quantile, generator)
-        codes = self.sample_codes(cond, dots, generator, guidance_scale, callback)
-        embeds = self.codebook.decode(codes)
-        return select_best_candidates(embeds, text.embed, candidates)
+
+        def draw(cond: PriorCondition) -> Tensor:
+            dots = self.codebook.sample_dot_tokens(len(cond.drop_text), self.config.dot_quantile, generator)
+            return self.codebook.decode(self.sample_codes(cond, dots, generator, guidance_scale, callback))
+
+        return best_of(self, text, candidates, draw)
 
     def sample_codes(
         self,
@@ -214,16 +211,7 @@ class ARPrior(Prior[ARPriorConfig]):
 
         ``batch`` holds ``"image_embed"`` ``[B, D]`` and ``"text"`` (a :class:`TextEncoding`).
         """
-        missing = [key for key in ("image_embed", "text") if key not in batch]
-        if missing:
-            raise InputError(f"{NAME}: training batch lacks {', '.join(repr(k) for k in missing)}")
-        text: TextEncoding = map_tensors(batch["text"], lambda tensor: tensor.to(self.device))
-        image_embed = batch["image_embed"].to(device=self.device, dtype=torch.float32)
-        if image_embed.ndim != 2 or image_embed.shape != (len(text), self.config.embed_dim):
-            raise InputError(
-                f"{NAME}: training batch has image_embed {list(image_embed.shape)} for {len(text)} captions; "
-                f"expected [{len(text)}, {self.config.embed_dim}]"
-            )
+        text, image_embed = training_inputs(self, batch, NAME, self.config.embed_dim, torch.float32)
         with torch.no_grad():
             codes = self.codebook.encode(image_embed)
             dots = self.codebook.dot_tokens((image_embed * text.embed.float()).sum(-1))

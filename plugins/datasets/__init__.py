@@ -12,7 +12,7 @@ from .shards import ShardsConfig, ShardsDataset
 @hookimpl
 def register_datasets(register):
     register("shapes", build_shapes, ShapesConfig,
-             summary="The shapes world (SHAPES.md): rendered scenes with checkable captions, held-out pairs excluded.")
+             summary="The shapes world (docs/shapes.md): rendered scenes with checkable captions, held-out pairs excluded.")
     register("image-folder", ImageFolderDataset, ImageFolderConfig,
              summary="A folder of images, each with a same-named .txt caption file.")
     register("shards", ShardsDataset, ShardsConfig,

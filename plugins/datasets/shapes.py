@@ -20,5 +20,5 @@ class ShapesConfig(ComponentConfig):
 
 
 def build_shapes(config: ShapesConfig) -> ShapesDataset:
-    """The shapes world dataset (SHAPES.md), deterministic per index."""
+    """The shapes world dataset (docs/shapes.md), deterministic per index."""
     return ShapesDataset(split=config.split, size=config.size, length=config.length, seed=config.seed, cache=config.cache)

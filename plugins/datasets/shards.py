@@ -92,7 +92,7 @@ def _absolute(value: str, base: Any) -> str:
 def expand_shards(pattern: str) -> list[str]:
     """Brace-expand, then glob the parts with wildcards; every named shard must exist."""
     try:
-        import braceexpand
+        import braceexpand  # optional (the shards extra): imported when the dataset is read
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     urls: list[str] = []
@@ -114,7 +114,7 @@ def expand_shards(pattern: str) -> list[str]:
 def read_shard(url: str) -> Iterator[dict[str, Any]]:
     """The raw samples of one tar (``__key__`` and bytes per extension), through webdataset."""
     try:
-        from webdataset.tariterators import tarfile_samples
+        from webdataset.tariterators import tarfile_samples  # optional (the shards extra): imported when the dataset is read
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     try:
@@ -196,7 +196,7 @@ class ShardsDataset:
             )
         if self.caption_key not in sample:
             raise InputError(f"{url}: sample {key!r} has no caption (.{self.caption_key})")
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError  # imported where a member is decoded (the module loads at discovery)
 
         try:
             image = Image.open(io.BytesIO(sample[image_ext]))

@@ -16,18 +16,19 @@ import torch.nn.functional as F
 from diffusers import PriorTransformer
 from torch import Tensor, nn
 
-from unclip_core import DiffusionModel, InputError, NoiseSchedule, Prior, PriorCondition, TextEncoding, UnclipError
-from unclip_core.candidates import select_best_candidates
+from unclip_core import InputError, NoiseSchedule, PriorCondition, TextEncoding
 from unclip_core.diffusion.losses import diffusion_loss, drop_mask
+from unclip_core.priors import DiffusionPrior as DiffusionPriorBase
+from unclip_core.priors import training_inputs
+from unclip_core.priors import select_best_candidates  # noqa: F401 - re-exported by the plugin package
 from unclip_core.text_shapes import check_text_shapes
-from unclip_core.interfaces import Sampler, StepCallback, map_tensors
 
 from unclip_plugins.diffusion_prior.config import DiffusionPriorConfig
 
 NAME = "diffusion-prior"
 
 
-class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorConfig, PriorCondition]):
+class DiffusionPrior(DiffusionPriorBase[DiffusionPriorConfig]):
     """unCLIP's diffusion prior on diffusers' ``PriorTransformer``.
 
     ``forward`` works in the *normalised* embedding space ``(z − clip_mean) / clip_std``,
@@ -134,32 +135,14 @@ class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorC
         return {}
 
     # ------------------------------------------------------------------ prior
-    @torch.no_grad()
-    def sample(
-        self,
-        text: TextEncoding,
-        *,
-        sampler: Sampler | None,
-        generator: torch.Generator,
-        guidance_scale: float = 1.0,
-        candidates: int = 1,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """``[B, D]`` image embeddings: ``candidates`` samples per caption, the one closest
-        to the caption's embedding kept."""
-        if sampler is None:
-            raise UnclipError(f"{NAME}: a diffusion prior needs a sampler (e.g. 'ddim'); give the prior stage one")
-        if candidates < 1:
-            raise InputError(f"{NAME}: candidates must be at least 1, got {candidates}")
+    def check_text(self, text: TextEncoding) -> None:
         self._check_text(text.embed, text.tokens, text.mask, "text encoding")
-        text = map_tensors(text, lambda tensor: tensor.to(self.device))
-        cond = PriorCondition.from_text(text.repeat_interleave(candidates))
-        shape = (len(text) * candidates, self.config.embed_dim)
-        x = sampler.sample(self.denoiser(cond, guidance_scale), shape, generator=generator, callback=callback)
+
+    def to_embedding(self, x: Tensor) -> Tensor:
+        """Sampled (normalised) variable → CLIP image embeddings, unit-norm if configured.
+        Sampling itself is :class:`unclip_core.priors.DiffusionPrior`'s: a Stage run, best of N."""
         embeds = self.unnormalize(x.to(self.dtype))
-        if self.config.normalize_output:
-            embeds = F.normalize(embeds, dim=-1)
-        return select_best_candidates(embeds, text.embed, candidates)
+        return F.normalize(embeds, dim=-1) if self.config.normalize_output else embeds
 
     # ------------------------------------------------------------------ training
     def training_loss(self, batch: dict, generator: torch.Generator) -> Tensor:
@@ -168,16 +151,7 @@ class DiffusionPrior(Prior[DiffusionPriorConfig], DiffusionModel[DiffusionPriorC
         ``batch`` holds ``"image_embed"`` ``[B, D]`` (CLIP image embeddings) and ``"text"``
         (a :class:`TextEncoding`); captions are dropped with ``text_drop_prob``.
         """
-        missing = [key for key in ("image_embed", "text") if key not in batch]
-        if missing:
-            raise InputError(f"{NAME}: training batch lacks {', '.join(repr(k) for k in missing)}")
-        text: TextEncoding = map_tensors(batch["text"], lambda tensor: tensor.to(self.device))
-        image_embed = batch["image_embed"].to(device=self.device, dtype=self.dtype)
-        if image_embed.ndim != 2 or image_embed.shape != (len(text), self.config.embed_dim):
-            raise InputError(
-                f"{NAME}: training batch has image_embed {list(image_embed.shape)} for {len(text)} captions; "
-                f"expected [{len(text)}, {self.config.embed_dim}]"
-            )
+        text, image_embed = training_inputs(self, batch, NAME, self.config.embed_dim, self.dtype)
         x0 = self.normalize(image_embed)
         drop = drop_mask(len(text), self.config.text_drop_prob, generator, device=self.device)
         cond = PriorCondition(text.embed, text.tokens, text.mask, drop)

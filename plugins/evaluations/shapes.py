@@ -1,7 +1,7 @@
 """``unclip eval shapes``: generate the shapes world's prompt sets and read the images back.
 
 Groups split what the issue asks to see apart: one- and two-object captions, each with only
-colour–shape pairs seen in training or with at least one held-out pair (SHAPES.md). Accuracy
+colour–shape pairs seen in training or with at least one held-out pair (docs/shapes.md). Accuracy
 is judged on the first image of every prompt, so each prompt weighs the same; a spread of
 prompts gets extra samples for the diversity figure (mean pairwise RMS distance).
 """
@@ -25,11 +25,11 @@ class ShapesEvaluationConfig(ComponentConfig):
     """How many prompts, which ones, and how diversity is sampled."""
 
     prompts_per_group: int = Field(
-        70, ge=1, description="Prompts drawn for each of seen one-object, seen two-object and held-out captions (the held-out set mixes one and two objects 40/60)."
+        70, ge=1, le=10_000, description="Prompts drawn for each of seen one-object, seen two-object and held-out captions (the held-out set mixes one and two objects 40/60)."
     )
-    prompt_seed: int = Field(0, ge=0, description="Seed of the prompt draw (same seed, same prompts).")
-    diversity_prompts: int = Field(8, ge=0, description="Prompts, spread over the set, that get extra samples for diversity (0: none).")
-    diversity_samples: int = Field(4, ge=2, description="Images generated for each diversity prompt.")
+    prompt_seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the prompt draw (same seed, same prompts).")
+    diversity_prompts: int = Field(8, ge=0, le=10_000, description="Prompts, spread over the set, that get extra samples for diversity (0: none).")
+    diversity_samples: int = Field(4, ge=2, le=256, description="Images generated for each diversity prompt.")
     failures_listed: int = Field(10, ge=0, description="Failed prompts listed in the report, with what the checker saw.")
 
 

@@ -34,7 +34,7 @@ NAME = "hf-clip"
 
 def _transformers():
     try:
-        import transformers
+        import transformers  # optional (the karlo extra)
     except ImportError:  # pragma: no cover - depends on the environment
         raise PluginError(
             f"{NAME}: needs the transformers package, which is not installed; "

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from unclip_core import ComponentConfig, Declared
+import difflib
 
 TEXT_KEYS = frozenset(
     {
@@ -52,8 +53,6 @@ def tokenizer_files_problem(folder: Path) -> str | None:
 
 
 def _unknown(given: dict[str, Any], allowed: frozenset[str], where: str) -> list[str]:
-    import difflib
-
     problems = []
     for key in sorted(set(given) - allowed):
         close = difflib.get_close_matches(key, sorted(allowed), n=1)

@@ -117,8 +117,8 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
         f"{run_line}\n"
         f"# Karlo imported from {source} by `unclip import karlo` (see docs/karlo.md).\n"
         "# Defaults are diffusers' UnCLIPPipeline's: guidance 4 (prior) and 8 (decoder), 25/25/7 steps.\n"
-        "# precision auto: bf16-matmul (oneDNN's bf16 arithmetic, fp32 tensors) on CPUs with AMX or\n"
-        "# AVX-512 BF16, bf16 autocast on bf16 GPUs, fp32 elsewhere (docs/recipes.md, runtime.precision).\n"
+        "# precision auto: on the CPU the fastest mode a one-off probe shows really computes in bf16\n"
+        "# (`unclip doctor` shows it), bf16 autocast on bf16 GPUs, fp32 elsewhere (docs/recipes.md).\n"
         "# With runtime.precision=fp32 runtime.memory_format=contiguous and the same seed, the images\n"
         "# match diffusers' bit for bit; the default channels-last layout differs from them by rounding only.\n"
     )

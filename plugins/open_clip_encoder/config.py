@@ -113,19 +113,19 @@ class OpenClipConfig(ComponentConfig):
 
     def text_cfg(self):
         """open_clip's ``CLIPTextCfg`` dataclass, with its defaults for keys left out."""
-        from open_clip.model import CLIPTextCfg
+        from open_clip.model import CLIPTextCfg  # heavy (seconds): imported only when settings are converted
 
         return CLIPTextCfg(**self.architecture()["text_cfg"])
 
     def vision_cfg(self):
         """open_clip's ``CLIPVisionCfg`` dataclass, with its defaults for keys left out."""
-        from open_clip.model import CLIPVisionCfg
+        from open_clip.model import CLIPVisionCfg  # heavy (seconds): imported only when settings are converted
 
         return CLIPVisionCfg(**self.architecture()["vision_cfg"])
 
     def preprocess_cfg(self) -> dict[str, Any]:
         """open_clip's image preprocessing settings (a ``PreprocessCfg`` as a dict)."""
-        from open_clip.transform import PreprocessCfg
+        from open_clip.transform import PreprocessCfg  # heavy (seconds): imported only when settings are converted
 
         cfg = dataclasses.asdict(PreprocessCfg(size=self.vision_cfg().image_size))
         if self.image_mean is not None:
@@ -150,7 +150,7 @@ class OpenClipConfig(ComponentConfig):
 # --------------------------------------------------------------------------------------
 def named_architecture(name: str) -> dict[str, Any]:
     """open_clip's config for a built-in architecture name, or a ValueError with close matches."""
-    import open_clip
+    import open_clip  # heavy (seconds): imported only when settings are converted
 
     if ":" in name:
         raise ValueError(
@@ -191,7 +191,7 @@ def check_architecture(cfg: dict[str, Any], where: str) -> None:
     Hugging Face text towers or tokenizers (they need the hub), pretrained timm towers
     (a download), non-square images.
     """
-    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg  # heavy (seconds): imported only when settings are converted
 
     problems: list[str] = []
     if not isinstance(cfg.get("embed_dim"), int) or cfg["embed_dim"] <= 0:

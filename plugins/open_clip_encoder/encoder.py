@@ -29,7 +29,7 @@ class OpenClipEncoder(Encoder[OpenClipConfig]):
 
     def __init__(self, config: OpenClipConfig):
         super().__init__(config)
-        from open_clip.transform import PreprocessCfg, image_transform_v2
+        from open_clip.transform import PreprocessCfg, image_transform_v2  # heavy (seconds): imported only when an encoder runs
 
         self.model = build_open_clip_model(config)
         if config.checkpoint is not None:
@@ -91,7 +91,7 @@ class OpenClipEncoder(Encoder[OpenClipConfig]):
     def contrastive_loss(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
         """CLIP's symmetric InfoNCE over a batch of matching (image, caption) pairs, computed
         by open_clip's ``ClipLoss`` (single process: features are not gathered across ranks)."""
-        from open_clip.loss import ClipLoss
+        from open_clip.loss import ClipLoss  # heavy (seconds): imported only when an encoder runs
 
         prompts = check_prompts(prompts)
         if len(images) != len(prompts):

@@ -21,7 +21,7 @@ from .config import OpenClipConfig
 def build_open_clip_model(config: OpenClipConfig) -> nn.Module:
     """A randomly initialised open_clip model, drawn from a private RNG seeded with
     ``config.init_seed`` (the global RNG is left as it was)."""
-    from open_clip.model import CLIP, CustomTextCLIP, set_model_preprocess_cfg
+    from open_clip.model import CLIP, CustomTextCLIP, set_model_preprocess_cfg  # heavy (seconds): imported when a model is built, so discovery stays fast
 
     architecture = config.architecture()
     model_class = CustomTextCLIP if architecture.pop("custom_text", False) else CLIP
@@ -39,7 +39,7 @@ def load_open_clip_checkpoint(model: nn.Module, path: str | Path) -> None:
     and ``module.`` prefixes, converts old text-tower layouts, resizes position embeddings),
     reading ``.pt``/``.bin`` files with ``weights_only=True``. Any failure becomes a one-line
     :class:`CheckpointError` naming the file."""
-    import open_clip
+    import open_clip  # heavy (seconds): imported when a model is built, so discovery stays fast
 
     path = Path(path)
     if not path.is_file():

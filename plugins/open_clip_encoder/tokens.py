@@ -30,7 +30,7 @@ class Tokenized:
 
 @functools.lru_cache(maxsize=8)
 def _cached_tokenizer(context_length: int, kwargs: tuple[tuple[str, Any], ...]):
-    from open_clip.tokenizer import SimpleTokenizer
+    from open_clip.tokenizer import SimpleTokenizer  # heavy (seconds): imported only when captions are tokenised
 
     return SimpleTokenizer(context_length=context_length, **dict(kwargs))
 

@@ -14,7 +14,7 @@ from unclip_core.diffusion.noise import initial_noise  # noqa: F401 - the sample
 from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
 from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
 from unclip_core.errors import UnclipError
-from unclip_core.interfaces import Denoiser
+from unclip_core.interfaces import Denoiser, Sampler, StepCallback, StepInfo
 
 SpacingSetting = Annotated[
     TimestepSpacing,
@@ -78,3 +78,38 @@ def denoised(denoiser: Denoiser, x: Tensor, t: int, prediction: Tensor, clip: bo
         x0 = x0.clamp(-denoiser.clip_range, denoiser.clip_range)
         eps = eps_from_x0(denoiser.schedule, x, t, x0)
     return x0, eps
+
+
+class SingleStepSampler(Sampler):
+    """A sampler whose loop is one :meth:`step` per ``(t, t_prev)`` pair, noisiest first:
+    the loop, the x_T draw and the callbacks live here once; a subclass gives ``name`` (for
+    errors) and :meth:`step`. Both pieces are public so that a loop that must revisit steps
+    (RePaint's resampling) can drive the sampler one step at a time."""
+
+    name: str = "sampler"
+
+    @torch.no_grad()
+    def sample(
+        self,
+        denoiser: Denoiser,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator,
+        x_T: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        steps = self.timestep_pairs(denoiser)
+        x = initial_noise(shape, denoiser, generator, x_T)
+        for index, (t, t_prev) in enumerate(steps):
+            x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
+            if callback is not None:
+                callback(StepInfo(index, len(steps), t, x, x0))
+        return x
+
+    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
+        """``(t, t_prev)`` of every step, noisiest first (the last ``t_prev`` is -1, clean)."""
+        return step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, self.name)
+
+    def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One step ``t → t_prev``: ``(x_prev, predicted x0)``."""
+        raise NotImplementedError

@@ -1,8 +1,6 @@
 """DDIM sampling and inversion (Song et al. 2021)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -11,7 +9,7 @@ from unclip_core.diffusion.parameterization import to_x0_eps
 from unclip_core.diffusion.variance import alpha_bars, posterior_variance
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
-from ._common import ClipSetting, SpacingSetting, denoised, gaussian, initial_noise, split_output, step_pairs, timestep_batch
+from ._common import ClipSetting, SingleStepSampler, SpacingSetting, denoised, gaussian, split_output, timestep_batch
 
 
 class DDIMConfig(ComponentConfig):
@@ -28,35 +26,16 @@ class DDIMConfig(ComponentConfig):
     clip_denoised: ClipSetting = True
 
 
-class DDIMSampler(Sampler[DDIMConfig]):
-    """Denoising diffusion implicit models (Song et al. 2021): few steps, deterministic at η=0, invertible."""
+class DDIMSampler(SingleStepSampler, Sampler[DDIMConfig]):
+    """Denoising diffusion implicit models (Song et al. 2021): few steps, deterministic at η=0, invertible.
 
-    @torch.no_grad()
-    def sample(
-        self,
-        denoiser: Denoiser,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator,
-        x_T: Tensor | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """The generalised update of Song et al. (2021, eq. 12):
+    The generalised update of Song et al. (2021, eq. 12):
         ``x_prev = √ᾱ_prev x0 + √(1 − ᾱ_prev − σ²) eps + σ z`` with ``σ = η √β̃``.
 
-        A learned variance, if the model has one, is ignored: DDIM fixes its own.
-        """
-        steps = self.timestep_pairs(denoiser)
-        x = initial_noise(shape, denoiser, generator, x_T)
-        for index, (t, t_prev) in enumerate(steps):
-            x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
-            if callback is not None:
-                callback(StepInfo(index, len(steps), t, x, x0))
-        return x
+    A learned variance, if the model has one, is ignored: DDIM fixes its own.
+    """
 
-    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
-        """``(t, t_prev)`` of every step, noisiest first (the last ``t_prev`` is -1, clean)."""
-        return step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddim")
+    name = "ddim"
 
     @torch.no_grad()
     def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -1,16 +1,14 @@
 """Ancestral DDPM sampling (Ho et al. 2020), optionally over fewer steps than training used."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from unclip_core.diffusion.variance import log_variance, posterior_mean
-from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
+from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler
 
-from ._common import ClipSetting, SpacingSetting, denoised, gaussian, initial_noise, split_output, step_pairs, timestep_batch
+from ._common import ClipSetting, SingleStepSampler, SpacingSetting, denoised, gaussian, split_output, timestep_batch
 
 
 class DDPMConfig(ComponentConfig):
@@ -21,36 +19,17 @@ class DDPMConfig(ComponentConfig):
     clip_denoised: ClipSetting = True
 
 
-class DDPMSampler(Sampler[DDPMConfig]):
-    """Stochastic ancestral sampling (DDPM, Ho et al. 2020) with respacing (iDDPM)."""
+class DDPMSampler(SingleStepSampler, Sampler[DDPMConfig]):
+    """Stochastic ancestral sampling (DDPM, Ho et al. 2020) with respacing (iDDPM).
 
-    @torch.no_grad()
-    def sample(
-        self,
-        denoiser: Denoiser,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator,
-        x_T: Tensor | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """Algorithm 2 of Ho et al. (2020) on the respaced chain of Nichol & Dhariwal (2021, §4).
+    Algorithm 2 of Ho et al. (2020) on the respaced chain of Nichol & Dhariwal (2021, §4).
 
-        Each step predicts x0, forms the mean of q(x_{t_prev} | x_t, x0) and adds noise with
-        the model's variance (fixed β̃, fixed β, or iDDPM's learned interpolation). The last
-        step lands on the clean sample and adds none.
-        """
-        steps = self.timestep_pairs(denoiser)
-        x = initial_noise(shape, denoiser, generator, x_T)
-        for index, (t, t_prev) in enumerate(steps):
-            x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
-            if callback is not None:
-                callback(StepInfo(index, len(steps), t, x, x0))
-        return x
+    Each step predicts x0, forms the mean of q(x_{t_prev} | x_t, x0) and adds noise with
+    the model's variance (fixed β̃, fixed β, or iDDPM's learned interpolation). The last
+    step lands on the clean sample and adds none.
+    """
 
-    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
-        """``(t, t_prev)`` of every step, noisiest first (the last ``t_prev`` is -1, clean)."""
-        return step_pairs(denoiser, self.config.steps, self.config.timestep_spacing, "ddpm")
+    name = "ddpm"
 
     @torch.no_grad()
     def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -102,7 +102,7 @@ def _suggest(name: str, known: Sequence[str]) -> str:
 
 def scheduler_class(name: str) -> type:
     """The diffusers scheduler class called ``name``, if it can follow a model's schedule."""
-    import diffusers.schedulers as schedulers
+    import diffusers.schedulers as schedulers  # heavy: imported only when this sampler is built
 
     known = sorted(n for n in dir(schedulers) if n.endswith("Scheduler") and not n.startswith("Flax"))
     if name not in known:

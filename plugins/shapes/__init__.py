@@ -1,4 +1,4 @@
-"""The shapes world (``/work/shared/SHAPES.md``): a tiny image–caption world whose captions a
+"""The shapes world (docs/shapes.md): a tiny image–caption world whose captions a
 program can verify, so the whole unCLIP stack can be trained on a CPU and scored without eyes.
 
 Generator (:mod:`.world`, :mod:`.captions`), renderer (:mod:`.renderer`), checker

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from unclip_core.errors import InputError
+from unclip_core.errors import InputError, shorten
 
 from .world import COLORS, RELATIONS, SHAPES, Scene
 
@@ -66,18 +66,18 @@ def parse_caption(text: str) -> CaptionSpec:
     match = _CAPTION.fullmatch(text)
     if match is None:
         raise InputError(
-            f"caption {text!r} is outside the shapes grammar: expected 'a|an <colour> <shape>' "
+            f"caption {shorten(text)!r} is outside the shapes grammar: expected 'a|an <colour> <shape>' "
             f"optionally followed by ' <relation> a|an <colour> <shape>', colours {COLORS}, "
             f"shapes {SHAPES}, relations {RELATIONS}, lower case, single spaces, no period"
         )
     art1, color1, shape1, relation, art2, color2, shape2 = match.groups()
     for art, color in ((art1, color1), (art2, color2)):
         if color is not None and art != article(color):
-            raise InputError(f"caption {text!r} is outside the shapes grammar: write {article(color)!r} before {color!r}")
+            raise InputError(f"caption {shorten(text)!r} is outside the shapes grammar: write {article(color)!r} before {color!r}")
     if relation is None:
         return CaptionSpec(((color1, shape1),), None)
     if (color1, shape1) == (color2, shape2):
         raise InputError(
-            f"caption {text!r} names the same colour and shape twice; the two objects of a shapes scene always differ"
+            f"caption {shorten(text)!r} names the same colour and shape twice; the two objects of a shapes scene always differ"
         )
     return CaptionSpec(((color1, shape1), (color2, shape2)), relation)

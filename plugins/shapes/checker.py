@@ -1,4 +1,4 @@
-"""Read a shapes image back and judge it against its caption (SHAPES.md, "Reading an image back").
+"""Read a shapes image back and judge it against its caption (docs/shapes.md, "Reading an image back").
 
 1. Every pixel is labelled with the nearest palette colour (Euclidean RGB), or background
    when it is strictly nearer to the background colour than to every palette colour.

@@ -1,4 +1,4 @@
-"""The shapes world's vocabulary, scene model and scene sampler (spec: SHAPES.md, v1).
+"""The shapes world's vocabulary, scene model and scene sampler (spec: docs/shapes.md).
 
 Everything a generator, renderer or checker must agree on lives here, once: the palette,
 the background, the shapes, the relations, the held-out colour–shape pairs, and the

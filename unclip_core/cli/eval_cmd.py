@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from unclip_core.errors import InputError
+from unclip_core.errors import InputError, shorten
 from unclip_core.output_paths import check_writable
 
 
@@ -34,12 +34,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(items: list[str]) -> dict[str, Any]:
+    """``-s KEY=VALUE`` settings, values parsed as YAML within the recipes' limits."""
+    from unclip_core.recipe.safe_yaml import YamlLimitError, describe_yaml_error, load_yaml
+
     settings: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InputError(f"evaluation setting {item!r} is not KEY=VALUE")
-        settings[key] = yaml.safe_load(value)
+            raise InputError(f"evaluation setting {shorten(item)!r} is not KEY=VALUE")
+        try:
+            settings[key] = load_yaml(value)
+        except (yaml.YAMLError, YamlLimitError) as exc:
+            raise InputError(f"evaluation setting {shorten(item)!r}{describe_yaml_error(exc)}") from None
     return settings
 
 
@@ -126,14 +132,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _save_images(folder: Path, collected: list[tuple[list[str], int, list]]) -> None:
-    from unclip_core.images import save_png
+    """Every image of the run into ``folder``, all or none."""
+    from unclip_core.atomic import atomic_write_all
+    from unclip_core.images import png_writer
 
-    index = 0
+    writes = []
     for prompts, n, images in collected:
         for j, image in enumerate(images):
             slug = prompts[j // n].replace(" ", "_")
-            save_png(image, folder / f"{index:04d}-{slug}.png")
-            index += 1
+            writes.append((folder / f"{len(writes):04d}-{slug}.png", png_writer(image)))
+    atomic_write_all(writes)
 
 
 def format_report(report: dict[str, Any]) -> str:

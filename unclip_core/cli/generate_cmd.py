@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unclip_core.errors import InputError
+from unclip_core.cli.limits import COUNT_LIMITS, MAX_THETAS, check_count, check_seed, check_text
+from unclip_core.errors import InputError, shorten
 from unclip_core.output_paths import check_writable
 
 
@@ -94,25 +95,23 @@ def _output_path(out: str | Path) -> Path:
 def _write_results(images: list, out: Path, metadata: dict[str, Any], gif: bool = False) -> None:
     """One image: ``out``. Several: a grid at ``out``, each image beside it as ``out-<i>.png``
     and, with ``gif``, an animation ``out.gif``. Every path is checked before the first is
-    written, so a folder in the way of the fifth leaves none of them half-done."""
-    from unclip_core.images import make_grid, save_gif, save_png
+    written, and all are written or none (a full disk at the third leaves none of them)."""
+    from unclip_core.atomic import atomic_write_all
+    from unclip_core.images import gif_writer, make_grid, png_writer
 
     if len(images) == 1:
-        save_png(images[0], out, metadata)
-        print(out)
-        return
-    singles = [out.with_name(f"{out.stem}-{index}.png") for index in range(len(images))]
-    animation = out.with_suffix(".gif") if gif else None
-    for path in [*singles, *([animation] if animation else [])]:
-        check_writable(path)
-    save_png(make_grid(images), out, metadata)
-    print(out)
-    for index, (image, path) in enumerate(zip(images, singles)):
-        save_png(image, path, {**metadata, "index": index})
+        writes = [(out, png_writer(images[0], metadata))]
+    else:
+        singles = [out.with_name(f"{out.stem}-{index}.png") for index in range(len(images))]
+        animation = out.with_suffix(".gif") if gif else None
+        for path in [*singles, *([animation] if animation else [])]:
+            check_writable(path)
+        writes = [(out, png_writer(make_grid(images), metadata))]
+        writes += [(path, png_writer(image, {**metadata, "index": index})) for index, (image, path) in enumerate(zip(images, singles))]
+        if animation is not None:
+            writes.append((animation, gif_writer(images)))
+    for path in atomic_write_all(writes):
         print(path)
-    if animation is not None:
-        save_gif(images, animation)
-        print(animation)
 
 
 def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any]:
@@ -141,7 +140,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.prompt is None:
         raise InputError("give a PROMPT (or --from IMAGE.png to reproduce an image)")
     if _OVERRIDE.match(args.prompt):  # argparse fills PROMPT first, so the caption was left out
-        raise InputError(f"no PROMPT given: {args.prompt!r} is a recipe override; put the caption first, in quotes")
+        raise InputError(f"no PROMPT given: {shorten(args.prompt)!r} is a recipe override; put the caption first, in quotes")
     if args.n < 1:
         raise InputError(f"-n must be at least 1, got {args.n}")
     out = _output_path(args.out)
@@ -189,6 +188,9 @@ def _checked_settings(meta: Any, source: str) -> dict[str, Any]:
         raise InputError(f"{source}: its unclip setting 'overrides' should be a list of KEY=VALUE texts, got {overrides!r}")
     if meta.get("n", 1) < 1:
         raise InputError(f"{source}: its unclip setting 'n' should be at least 1, got {meta['n']}")
+    check_seed(meta["seed"], f"{source}: its unclip setting 'seed'")
+    check_count(meta.get("n", 1), f"{source}: its unclip setting 'n'", COUNT_LIMITS["n"][1])
+    check_text(meta["prompt"], f"{source}: its unclip setting 'prompt'")
     return meta
 
 
@@ -258,6 +260,7 @@ def run_textdiff(args: argparse.Namespace) -> int:
         raise InputError(f"--thetas must be comma-separated numbers, got {args.thetas!r}") from None
     if not thetas or any(not 0 <= t <= 1 for t in thetas):
         raise InputError("--thetas must be numbers in [0, 1]")
+    check_count(len(thetas), "--thetas (how many)", MAX_THETAS)
     out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.text_diff(args.image, args.from_caption, args.to_caption, thetas=thetas, seed=args.seed)
@@ -272,8 +275,15 @@ def run_classify(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     scores = pipeline.classify(args.image, args.labels)
     if args.json:
-        print(json.dumps(scores, indent=2))
+        print(json.dumps(scores, indent=2))  # ASCII: non-ASCII labels as \u escapes
     else:
         for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-            print(f"{p:6.1%}  {label}")
+            print(_printable(f"{p:6.1%}  {label}"))
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` as stdout's encoding can write it: a label in a script the terminal cannot
+    show (``LC_ALL=C``: ASCII) is printed with ``\\x`` escapes rather than crashing."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, errors="backslashreplace").decode(encoding)

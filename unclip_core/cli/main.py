@@ -6,6 +6,7 @@ recipe with several problems — and exit with status 2; ``--debug`` shows the t
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -39,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_command_modules() -> list:
-    """Commands that live in their own modules (training, embedding, evaluation, import, inpainting)."""
+    """Commands that live in their own modules (training, embedding, evaluation, import, inpainting, doctor)."""
     import importlib
 
     found = []
-    for name in ("train_cmd", "embed_cmd", "eval_cmd", "import_cmd", "inpaint_cmd"):
+    for name in ("train_cmd", "embed_cmd", "eval_cmd", "import_cmd", "inpaint_cmd", "doctor_cmd"):
         try:
             found.append(importlib.import_module(f"unclip_core.cli.{name}"))
         except ModuleNotFoundError as exc:
@@ -67,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _one_line_warning
     try:
+        from unclip_core.cli.limits import check_arguments
+
+        check_arguments(args)
         result = args.handler(args)
         return int(result or 0)
     except KeyboardInterrupt:
@@ -95,12 +99,17 @@ def _user_message(exc: Exception) -> str | None:
     if isinstance(exc, OSError) and exc.filename is not None:
         where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
         return f"{exc.strerror or exc}: {where}"
+    if isinstance(exc, OSError) and exc.errno in _DISK_REFUSED:  # a write that named no file
+        return f"{exc.strerror or exc} (while writing an output)"
     out_of_memory = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
     if out_of_memory or (isinstance(exc, RuntimeError) and _OUT_OF_MEMORY in str(exc)):
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"out of memory ({first_line[:160]}); ask for fewer images at once (-n) or free memory"
     return None
 
+
+_DISK_REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+"""Errors of a disk that takes no more data: the user's to fix, even when no file is named."""
 
 _OUT_OF_MEMORY = "can't allocate memory"
 """What torch's CPU allocator says when an allocation fails (a GPU's failure is

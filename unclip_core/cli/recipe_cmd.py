@@ -43,7 +43,7 @@ def _first_comment(path: Path) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from unclip_core.recipe.files import shipped_recipes
+    from unclip_core.recipe.shipped import shipped_recipes
 
     recipes = shipped_recipes()
     width = max((len(n) for n in recipes), default=4)
@@ -58,12 +58,17 @@ def _is_training(name_or_path: str) -> bool:
     return is_training_recipe(read_yaml(find_recipe(name_or_path)))
 
 
-def run_validate(args: argparse.Namespace) -> int:
+def _load_any(name_or_path: str, overrides: list[str]):
+    """A generation or training recipe, fully validated (whichever kind it is)."""
     from unclip_core.recipe.files import load_recipe
     from unclip_core.training.validate import load_training
 
-    loader = load_training if _is_training(args.recipe) else load_recipe
-    resolved = loader(args.recipe, args.overrides)
+    loader = load_training if _is_training(name_or_path) else load_recipe
+    return loader(name_or_path, overrides)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    resolved = _load_any(args.recipe, args.overrides)
     print(f"ok: {resolved.source} (digest {resolved.digest})")
     return 0
 
@@ -85,7 +90,7 @@ def run_show(args: argparse.Namespace) -> int:
         data["upsamplers"][index]["config"] = upsampler.config.model_dump(mode="json")
         data["upsamplers"][index]["sampler"]["config"] = sampler.config.model_dump(mode="json")
     print(f"# {resolved.source} (digest {resolved.digest})")
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
     return 0
 
 
@@ -99,12 +104,12 @@ def _show_training(args: argparse.Namespace) -> int:
     if resolved.encoder is not None:
         data["encoder"]["config"] = resolved.encoder.config.model_dump(mode="json")
     print(f"# {resolved.source} (digest {resolved.digest})")
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
     return 0
 
 
 def run_cp(args: argparse.Namespace) -> int:
-    from unclip_core.recipe.files import find_recipe, read_yaml
+    from unclip_core.recipe.files import find_recipe, is_slot_file, read_yaml
 
     source = find_recipe(args.recipe)
     destination = check_writable(args.destination, "recipe copy", folder=Path(args.destination).is_dir())
@@ -112,22 +117,48 @@ def run_cp(args: argparse.Namespace) -> int:
         destination = destination / source.name
     if destination.exists() and not args.force:
         raise InputError(f"{destination} already exists; pass --force to overwrite it")
-    text = source.read_text(encoding="utf-8")
+    # Validated before anything is copied: a binary file, a billion-laughs or a broken recipe
+    # is refused in one line like `recipe validate` refuses it. A slot file (one stage, not a
+    # recipe) is read within the same limits.
     data = read_yaml(source) or {}
+    if not is_slot_file(source):
+        _load_any(str(source), [])
+    text = source.read_text(encoding="utf-8")
+    rewritten = False
     for relative in _weights_paths(data):
         shipped = (source.parent / relative).resolve()
         if not (destination.parent / relative).exists() and shipped.exists():
             text = re.sub(
                 rf"(weights:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text
             )
+            rewritten = True
     for key, relative in _slot_files(data):  # a slot given as a file (`prior: shapes-prior-ar.yaml`)
         shipped = (source.parent / relative).resolve()
         if not (destination.parent / relative).exists() and shipped.exists():
             text = re.sub(rf"^({key}:\s*)['\"]?{re.escape(relative)}['\"]?", lambda m: f"{m.group(1)}{shipped}", text, flags=re.M)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(text, encoding="utf-8")
+            rewritten = True
+    if rewritten:
+        text = _note_the_copy(text, source)
+    from unclip_core.atomic import atomic_write
+
+    atomic_write(destination, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"copied {source} to {destination}")
     return 0
+
+
+def _note_the_copy(text: str, source: Path) -> str:
+    """The copy's comments made true for its new place: the files they call "next to this
+    file" are beside the original, and a first line says so (after a slot file's mark)."""
+    from unclip_core.recipe.shipped import SLOT_FILE_MARK
+
+    folder = str(source.parent)
+    lines = [
+        line.replace("next to this file", f"in {folder}") if line.lstrip().startswith("#") else line
+        for line in text.splitlines(keepends=True)
+    ]
+    note = f"# Copied from {source}: relative weights and slot-file paths now point into {folder}.\n"
+    first = 1 if lines and lines[0].startswith(SLOT_FILE_MARK) else 0  # a slot file keeps its mark first
+    return "".join(lines[:first]) + note + "".join(lines[first:])
 
 
 def _slot_files(data: object) -> list[tuple[str, str]]:

@@ -46,7 +46,10 @@ class BoundDenoiser:
         t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])
         if self._doubled is None:
             return self.model(x_t, t, self.cond)
-        out = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), self._doubled)
+        # In x_t's precision: under bf16 autocast the model returns bf16, and the difference of
+        # two close predictions times the scale (8 for Karlo's decoder) would carry bf16's
+        # rounding of each, multiplied (docs/benchmarks.md, "Choosing a precision").
+        out = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), self._doubled).to(x_t.dtype)
         cond_out, uncond_out = out.chunk(2, dim=0)
         return guide(cond_out, uncond_out, self.guidance_scale, self.variance_type)
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from unclip_core.diffusion.parameterization import q_sample, to_x0_eps, training_target
+from unclip_core.diffusion import variance as var
 
 
 def drop_mask(batch: int, probability: float, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
@@ -63,8 +64,6 @@ def diffusion_loss(
 
 def _vlb_term(model: Any, x0: Tensor, x_t: Tensor, t: Tensor, pred: Tensor, var_values: Tensor) -> Tensor:
     """KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t)) in bits per dim, decoder NLL at t = 0."""
-    from unclip_core.diffusion import variance as var
-
     schedule = model.schedule
     x0_pred, _ = to_x0_eps(model.prediction_type, schedule, x_t, t, pred)
     if model.clip_range is not None:

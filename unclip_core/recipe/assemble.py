@@ -11,7 +11,7 @@ import torch
 from unclip_core.devices import check_device
 from unclip_core.errors import CheckpointError, PluginError, RecipeError
 from unclip_core.pipeline import Pipeline, PipelineSettings
-from unclip_core.precision import resolve_precision
+from unclip_core.auto_precision import resolve_precision
 from unclip_core.recipe.files import load_recipe
 from unclip_core.recipe.validate import ResolvedComponent, ResolvedRecipe
 from unclip_core.registry import Registry, default_registry
@@ -83,13 +83,13 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
     recipe's memory format)."""
     recipe = resolved.recipe
     device = recipe.runtime.device
+    if recipe.runtime.threads:  # first: auto's probe measures with the threads the pipeline will use
+        torch.set_num_threads(recipe.runtime.threads)
     try:
         check_device(device)
         precision = resolve_precision(recipe.runtime.precision, device)
     except ValueError as exc:  # before any weights load
         raise RecipeError(f"{resolved.source or 'recipe'}: {exc}") from None
-    if recipe.runtime.threads:
-        torch.set_num_threads(recipe.runtime.threads)
     pipeline = Pipeline(
         encoder=_build_seeded(resolved.encoder, device),
         prior=_build_seeded(resolved.prior, device),

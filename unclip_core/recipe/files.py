@@ -11,43 +11,14 @@ import yaml
 
 from unclip_core.errors import RecipeError
 from unclip_core.recipe.overrides import apply_overrides
+from unclip_core.recipe.safe_yaml import YamlLimitError, describe_yaml_error, load_yaml
+from unclip_core.recipe.shipped import FILE_SLOTS, SLOT_FILE_MARK, is_slot_file, shipped_recipes, shipped_recipes_dir  # noqa: F401 (re-exported)
 from unclip_core.recipe.validate import ResolvedRecipe, validate_recipe
 from unclip_core.registry import Registry, default_registry
+import difflib
 
 DEFAULT_RECIPE = "shapes"
 """The recipe ``unclip generate`` uses when none is given: the embedded shapes-world model."""
-
-
-def shipped_recipes_dir() -> Path:
-    """Where the installed package keeps its recipes (package data of ``unclip_recipes``)."""
-    return Path(str(resources.files("unclip_recipes")))
-
-
-SLOT_FILE_MARK = "# Slot:"
-"""First line of a slot file (one stage of a recipe in a file of its own, see
-:func:`expand_slot_files`); such files are not recipes and are not listed as ones."""
-FILE_SLOTS = ("encoder", "prior", "decoder")
-
-
-def is_slot_file(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.readline().startswith(SLOT_FILE_MARK)
-    except OSError:
-        return False
-
-
-def shipped_recipes() -> dict[str, Path]:
-    """Name → path of every recipe shipped with the package (``*.yaml`` at any depth, slot
-    files left out)."""
-    root = shipped_recipes_dir()
-    found = {}
-    for path in sorted(root.rglob("*.yaml")):
-        if is_slot_file(path):
-            continue
-        name = path.relative_to(root).with_suffix("").as_posix()
-        found[name] = path
-    return found
 
 
 def expand_slot_files(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> dict[str, Any]:
@@ -104,8 +75,6 @@ def find_recipe(name_or_path: str | Path | None) -> Path:
         return shipped[key]
     if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
         raise RecipeError(f"recipe file not found: {candidate}")
-    import difflib
-
     close = difflib.get_close_matches(key, list(shipped), n=1, cutoff=0.5)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise RecipeError(
@@ -114,18 +83,16 @@ def find_recipe(name_or_path: str | Path | None) -> Path:
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; syntax errors become a RecipeError with the line and column."""
+    """Parse a YAML file within :mod:`~unclip_core.recipe.safe_yaml`'s limits; syntax errors
+    and exceeded limits become a RecipeError with the line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"{path}{where}: invalid YAML: {problem}") from None
+        return load_yaml(text)
+    except (yaml.YAMLError, YamlLimitError) as exc:
+        raise RecipeError(f"{path}{describe_yaml_error(exc)}") from None
 
 
 def is_training_recipe(data: Any) -> bool:

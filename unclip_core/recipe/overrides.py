@@ -12,21 +12,25 @@ from typing import Any
 
 import yaml
 
-from unclip_core.errors import RecipeError
+from unclip_core.errors import RecipeError, shorten
+from unclip_core.recipe.safe_yaml import YamlLimitError, load_yaml
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise RecipeError([(f"override {text!r}", "expected KEY=VALUE, e.g. decoder.sampler.config.steps=25")])
+        raise RecipeError([(f"override {shorten(text)!r}", "expected KEY=VALUE, e.g. decoder.sampler.config.steps=25")])
     parts = key.split(".")
     if any(not part for part in parts):
-        raise RecipeError([(f"override {text!r}", f"malformed key {key!r}")])
+        raise RecipeError([(f"override {shorten(text)!r}", f"malformed key {shorten(key)!r}")])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise RecipeError([(key, f"override value {raw!r} is not valid YAML ({exc.problem})")]) from None
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RecipeError([(key, f"override value {shorten(raw)!r} is not valid YAML ({problem})")]) from None
+    except YamlLimitError as exc:
+        raise RecipeError([(key, f"override value {shorten(raw)!r}: {exc}")]) from None
     return parts, value
 
 

@@ -20,18 +20,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every recipe section (inference and training): unknown keys are an error, and
+    so are NaN and infinity."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class SamplerSlot(_Strict):
+class SamplerSlot(Strict):
     """A sampler by registry name, with its settings."""
 
     type: str = Field(description="Registered sampler name (`unclip plugins` lists them).")
     config: dict[str, Any] = Field(default_factory=dict, description="The sampler's own settings.")
 
 
-class ComponentSlot(_Strict):
+class ComponentSlot(Strict):
     """A model component by registry name, with its settings and weights."""
 
     type: str = Field(description="Registered component name (`unclip plugins` lists them).")
@@ -81,7 +84,7 @@ class UpsamplerStage(ComponentSlot):
     sampler: SamplerSlot = Field(description="Sampler for this upsampling stage.")
 
 
-class Runtime(_Strict):
+class Runtime(Strict):
     """Where and how the pipeline runs."""
 
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
@@ -100,7 +103,7 @@ class Runtime(_Strict):
     )
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """An inference recipe: every stage of text → image."""
 
     name: str | None = Field(default=None, description="Short name shown by `unclip recipe ls`.")

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from unclip_core.training.stages import stage_loss
 
 
 @dataclass
@@ -93,8 +94,6 @@ class StageLoss(nn.Module):
         self.model = model
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> Tensor:
-        from unclip_core.training.stages import stage_loss
-
         return stage_loss(self.stage, self.model, batch, generator)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from unclip_core.errors import CheckpointError
 
 
 class EMA:
@@ -38,8 +39,6 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing = set(self.shadow) - set(state)
         if missing:
-            from unclip_core.errors import CheckpointError
-
             raise CheckpointError(f"EMA state lacks {sorted(missing)[:3]}")
         for name in self.shadow:
             self.shadow[name].copy_(state[name])

@@ -46,7 +46,10 @@ from unclip_core.training.previews import preview
 from unclip_core.training.embeddings import check_embedding_source, text_encoding
 from unclip_core.training.stages import EmbeddingCache, stage_batch
 from unclip_core.training.validate import ResolvedTraining
+from unclip_core.atomic import remove_stale_temporaries
 from unclip_core.weights import atomic_save_safetensors
+import fnmatch
+from tqdm.auto import tqdm
 
 CHECKPOINT_NAME = "last.safetensors"
 PREVIEW_ITEMS = 8
@@ -144,6 +147,8 @@ def train(
         raise UnclipError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out")
     if resume and not checkpoint_path.exists():
         raise CheckpointError(f"nothing to resume: {checkpoint_path} does not exist")
+    if dist.is_main:  # a killed save leaves its temporary (13.8 MB for the shapes decoder) behind
+        remove_stale_temporaries(out, [CHECKPOINT_NAME])
 
     torch.manual_seed(settings.seed)
     model = build_component(resolved.model, trainable=True).train()
@@ -288,8 +293,6 @@ class _null:
 
 def _freeze(model: nn.Module, patterns: list[str]) -> None:
     """Keep parameters matching any pattern out of training (an unknown pattern is an error)."""
-    import fnmatch
-
     for pattern in patterns:
         matched = [p for name, p in model.named_parameters() if fnmatch.fnmatchcase(name, pattern)]
         if not matched:
@@ -385,6 +388,4 @@ def _log_header(out: Path, resolved: ResolvedTraining, dist: Distributed, settin
 def _progress_bar(enabled: bool, start: int, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=start, desc="train", file=sys.stderr, dynamic_ncols=True)

@@ -39,6 +39,7 @@ from unclip_core.training.embeddings import (
     write_manifest,
     write_shard,
 )
+from unclip_core.recipe.validate import _resolve_component
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 SIZES = (8, 4096)
@@ -58,8 +59,6 @@ def check_out(out: str | Path) -> None:
 
 def shards_dataset(pattern: str, registry: Registry, *, size: int, image_key: str, caption_key: str) -> Any:
     """The registered ``shards`` dataset over ``pattern`` (relative to the working folder)."""
-    from unclip_core.recipe.validate import _resolve_component
-
     problems: list[tuple[str, str]] = []
     config = {"urls": pattern, "size": size, "image_key": image_key, "caption_key": caption_key}
     resolved = _resolve_component({"type": "shards", "config": config}, "dataset", "shards", registry, Path.cwd(), problems)

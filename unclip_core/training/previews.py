@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from unclip_core.images import make_grid, resize_tensor, save_png, tensor_to_pil
 from unclip_core.interfaces import DecoderCondition, Sampler, UpsamplerCondition
+from unclip_core.stage import Stage
 
 PREVIEW_STEPS = 25
 
@@ -42,14 +43,14 @@ def preview(
                 cond.inpaint_mask = torch.zeros(truth.shape[0], 1, size, size)
                 cond.inpaint_mask[..., size // 2 :] = 1.0
                 shown.append(truth * (1 - cond.inpaint_mask))
-            samples = sampler.sample(model.denoiser(cond, 3.0), shape, generator=generator).clamp(-1, 1)
+            samples = Stage("decoder", model, sampler, 3.0).sample(cond, shape, generator).clamp(-1, 1)
             _grid(out, step, torch.cat([*shown, samples]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}
         if stage == "upsampler":
             truth = batch["image"]
             low = resize_tensor(truth, int(model.declared.input_size))
             shape = truth.shape
-            samples = sampler.sample(model.denoiser(UpsamplerCondition(low), 1.0), shape, generator=generator).clamp(-1, 1)
+            samples = Stage("upsampler", model, sampler).sample(UpsamplerCondition(low), shape, generator).clamp(-1, 1)
             nearest = F.interpolate(low, size=truth.shape[-2:], mode="nearest")
             _grid(out, step, torch.cat([nearest, samples, truth]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}

@@ -17,23 +17,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from unclip_core.recipe.schema import ComponentSlot, SamplerSlot
+from unclip_core.recipe.schema import ComponentSlot, SamplerSlot, Strict
 
 Stage = Literal["encoder", "prior", "decoder", "upsampler"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class DatasetSlot(_Strict):
+class DatasetSlot(Strict):
     type: str = Field(description="Registered dataset name (`unclip plugins` lists them).")
     config: dict[str, Any] = Field(default_factory=dict, description="The dataset's own settings.")
 
 
-class OptimSettings(_Strict):
+class OptimSettings(Strict):
     """AdamW with linear warm-up, then cosine or linear decay."""
 
     lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
@@ -45,7 +41,7 @@ class OptimSettings(_Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null = no clipping.")
 
 
-class EmaSettings(_Strict):
+class EmaSettings(Strict):
     """Exponential moving average of the weights, used for sampling and export."""
 
     decay: float = Field(0.999, ge=0, lt=1, description="Target EMA decay.")
@@ -55,7 +51,7 @@ class EmaSettings(_Strict):
     )
 
 
-class TrainSettings(_Strict):
+class TrainSettings(Strict):
     steps: int = Field(gt=0, description="Optimiser steps to train for (a resumed run continues to this total).")
     batch_size: int = Field(
         32, ge=1,
@@ -66,7 +62,7 @@ class TrainSettings(_Strict):
         "fp32", description="bf16 autocast; measure first: small convnets on CPU ran slower under it."
     )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default).")
-    seed: int = Field(0, ge=0, description="Seeds data order, noise, timesteps and dropout.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds data order, noise, timesteps and dropout (0 … 2**32-1: the data order seeds torch with seed × 1,000,003 + epoch).")
     freeze: list[str] = Field(
         default_factory=list,
         description="Parameter-name patterns (fnmatch) kept frozen, e.g. 'model.token_embedding.*'.",
@@ -80,7 +76,7 @@ class TrainSettings(_Strict):
     )
 
 
-class OutputSettings(_Strict):
+class OutputSettings(Strict):
     dir: str = Field("runs/{name}", description="Run folder (checkpoints, log.jsonl, samples/); relative to the working directory.")
     checkpoint_every: int = Field(250, ge=1, description="Save a resumable checkpoint every N steps.")
     log_every: int = Field(10, ge=1, description="Append metrics to log.jsonl every N steps.")
@@ -98,7 +94,7 @@ class OutputSettings(_Strict):
     )
 
 
-class TrainRecipe(_Strict):
+class TrainRecipe(Strict):
     name: str = Field(description="Run name; also names the default run folder.")
     description: str | None = None
     stage: Stage = Field(description="Which component kind is trained.")

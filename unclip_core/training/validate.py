@@ -19,6 +19,9 @@ from unclip_core.recipe.validate import (
 from unclip_core.registry import Registry
 from unclip_core.training.previews import PREVIEW_STEPS
 from unclip_core.training.schema import TRAIN_SLOTS, TrainRecipe
+from unclip_core.recipe.files import find_recipe, is_training_recipe, read_yaml
+from unclip_core.recipe.overrides import apply_overrides
+from unclip_core.registry import default_registry
 
 NEEDS_ENCODER = ("prior", "decoder")
 
@@ -87,10 +90,6 @@ def validate_training(
 
 
 def load_training(name_or_path: str | Path, overrides=(), registry: Registry | None = None) -> ResolvedTraining:
-    from unclip_core.recipe.files import find_recipe, is_training_recipe, read_yaml
-    from unclip_core.recipe.overrides import apply_overrides
-    from unclip_core.registry import default_registry
-
     path = find_recipe(name_or_path)
     data = read_yaml(path)
     if isinstance(data, dict) and not is_training_recipe(data) and "decoder" in data:

@@ -1,0 +1,42 @@
+"""Zero-shot classification and CLIP reranking: the encoder alone, no sampling."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from unclip_core.errors import InputError
+from unclip_core.images import load_image
+from unclip_core.prompts import check_prompts
+
+if TYPE_CHECKING:  # pragma: no cover - the pipeline imports this module
+    from unclip_core.pipeline import Pipeline
+
+
+def classify(pipeline: Pipeline, image: Image.Image | str | Path, labels: Sequence[str]) -> dict[str, float]:
+    """Zero-shot classification: softmax over CLIP similarities to each label."""
+    labels = check_prompts(labels, what="label", hint="each label is a caption to score the image against")
+    if len(labels) < 2:  # a softmax over one label is 100% whatever the image
+        raise InputError("give at least two labels to choose between")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:  # the result maps label → probability, so a repeat would hide its share
+        raise InputError(f"each label must be given once; repeated: {', '.join(map(repr, repeated))}")
+    z_i = pipeline.encode_image([load_image(image)])
+    z_t = pipeline.encode_text(labels).embed.float()
+    logits = pipeline.encoder.logit_scale.float().to(z_i.device) * z_i @ z_t.T
+    probs = logits.softmax(dim=-1)[0]
+    return {label: float(p) for label, p in zip(labels, probs)}
+
+
+def rerank(pipeline: Pipeline, images: Sequence[Image.Image | str | Path], prompt: str) -> list[tuple[int, float]]:
+    """``(index, cosine similarity)`` of each image to the prompt, best first (unCLIP's
+    CLIP reranking of samples)."""
+    check_prompts([prompt])
+    if not images:
+        raise InputError("no images to rerank")
+    z_i = pipeline.encode_image([load_image(image) for image in images])
+    z_t = pipeline.encode_text([prompt]).embed.float()
+    scores = (z_i @ z_t.T)[:, 0].tolist()
+    return sorted(enumerate(scores), key=lambda item: -item[1])
