@@ -256,15 +256,14 @@ def test_bit_for_bit_with_two_threads(folder, steps, seeds, restore_threads):
     compare(folder, STEPS[steps], seeds, threads=2)
 
 
-def test_the_second_tokenizer_is_another_vocabulary(folder):
-    """The second folder's tokenizer really splits the prompts into its own words (not bytes),
-    pads to its own length, and both pipelines read it."""
-    reference, recipe, prompts = folder
-    if prompts != SECOND_PROMPTS:
-        pytest.skip("only the second folder has a generated tokenizer")
-    tokens = reference.tokenizer(prompts, padding="max_length", max_length=SECOND_LENGTH)
-    assert len(tokens.input_ids[0]) == SECOND_LENGTH
-    words = reference.tokenizer.convert_ids_to_tokens(tokens.input_ids[0][: 1 + len(prompts[0].split()) + 1])
-    assert words == ["<|startoftext|>", *(word + "</w>" for word in prompts[0].split()), "<|endoftext|>"]
-    assert len(reference.tokenizer.tokenize("zebra")) > 1, "a word outside the vocabulary is spelled in pieces"
-
+def test_the_written_tokenizer_is_a_clip_bpe_of_its_own(tmp_path):
+    """The generated tokenizer splits the prompts into its own words (not bytes), spells a word
+    it lacks in pieces, and pads to its own length — as transformers' CLIP tokenizer reads it."""
+    write_clip_tokenizer(tmp_path, SECOND_WORDS, SECOND_LENGTH)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
+    prompt = SECOND_PROMPTS[0]
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length).input_ids
+    assert tokenizer.model_max_length == SECOND_LENGTH and len(ids) == SECOND_LENGTH
+    words = [*(word + "</w>" for word in prompt.split())]
+    assert tokenizer.convert_ids_to_tokens(ids[: len(words) + 2]) == ["<|startoftext|>", *words, "<|endoftext|>"]
+    assert tokenizer.tokenize("zebra") == ["z", "e", "b", "r", "a</w>"], "a word outside the vocabulary is spelled in pieces"
