@@ -91,97 +91,44 @@ def write_clip_tokenizer(folder: Path, words: list[str], max_length: int) -> int
     return len(vocab)
 
 
-def second_components(tokenizer_folder: Path) -> dict:
+def second_components(tokenizer: Path, vocab_size: int) -> dict:
     """A diffusers unCLIP folder's models, sized unlike diffusers' test components throughout."""
-    from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
-    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
-
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tokenizer_folder), local_files_only=True)
-    vocab = tokenizer.get_vocab()
     width = 48
-    torch.manual_seed(10)
-    text_encoder = transformers.CLIPTextModelWithProjection(
-        transformers.CLIPTextConfig(
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-            hidden_size=width,
-            projection_dim=width,
-            intermediate_size=72,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            max_position_embeddings=SECOND_LENGTH,
-            vocab_size=len(vocab),
-        )
-    )
-    torch.manual_seed(11)
-    prior = PriorTransformer(
-        num_attention_heads=3, attention_head_dim=16, embedding_dim=width, num_layers=2, num_embeddings=SECOND_LENGTH
-    )
-    torch.manual_seed(12)
-    text_proj = UnCLIPTextProjModel(
-        clip_extra_context_tokens=3, clip_embeddings_dim=width, time_embed_dim=96, cross_attention_dim=64
-    )
-    torch.manual_seed(13)
-    decoder = UNet2DConditionModel(
-        sample_size=16,
-        in_channels=3,
-        out_channels=6,
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(24, 48, 48),
-        norm_num_groups=8,
-        layers_per_block=2,
-        cross_attention_dim=64,
-        attention_head_dim=8,
-        resnet_time_scale_shift="scale_shift",
-        class_embed_type="identity",
-    )
-    super_res = dict(
-        sample_size=32,
-        layers_per_block=2,
-        down_block_types=("ResnetDownsampleBlock2D",) * 3,
-        up_block_types=("ResnetUpsampleBlock2D",) * 3,
-        block_out_channels=(16, 32, 32),
-        norm_num_groups=8,
-        attention_head_dim=8,
-        resnet_time_scale_shift="scale_shift",
-        in_channels=6,
-        out_channels=3,
-    )
-    torch.manual_seed(14)
-    super_res_first = UNet2DModel(**super_res)
-    torch.manual_seed(15)
-    super_res_last = UNet2DModel(**super_res)
-
-    generator = torch.Generator().manual_seed(16)
-    with torch.no_grad():
-        prior.positional_embedding.normal_(0, 0.5, generator=generator)
-        prior.prd_embedding.normal_(0, 0.5, generator=generator)
-        prior.clip_mean.normal_(0, 0.5, generator=generator)
-        prior.clip_std.uniform_(0.5, 1.5, generator=generator)
-        text_proj.learned_classifier_free_guidance_embeddings.normal_(0, 1, generator=generator)
-
-    timesteps = 500
-    return {
-        "prior": prior,
-        "decoder": decoder,
-        "text_proj": text_proj,
-        "text_encoder": text_encoder,
-        "tokenizer": tokenizer,
-        "super_res_first": super_res_first,
-        "super_res_last": super_res_last,
-        "prior_scheduler": UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=timesteps, clip_sample=False
+    stages = ("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D")
+    few_timesteps = {"num_train_timesteps": 500}
+    return dummy_components(
+        tokenizer,
+        seed=10,
+        text_encoder=dict(
+            hidden_size=width, projection_dim=width, intermediate_size=72, num_hidden_layers=3,
+            max_position_embeddings=SECOND_LENGTH, vocab_size=vocab_size,
         ),
-        "decoder_scheduler": UnCLIPScheduler(
-            variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=timesteps
+        prior=dict(num_attention_heads=3, attention_head_dim=16, embedding_dim=width, num_layers=2, num_embeddings=SECOND_LENGTH),
+        text_proj=dict(clip_extra_context_tokens=3, clip_embeddings_dim=width, time_embed_dim=96, cross_attention_dim=64),
+        decoder=dict(
+            sample_size=16,
+            down_block_types=stages,
+            up_block_types=("SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            block_out_channels=(24, 48, 48),
+            norm_num_groups=8,
+            layers_per_block=2,
+            cross_attention_dim=64,
+            attention_head_dim=8,
         ),
-        "super_res_scheduler": UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=timesteps
+        super_res=dict(
+            sample_size=32,
+            layers_per_block=2,
+            down_block_types=(stages[0],) * 3,
+            up_block_types=("ResnetUpsampleBlock2D",) * 3,
+            block_out_channels=(16, 32, 32),
+            norm_num_groups=8,
+            attention_head_dim=8,
+            resnet_time_scale_shift="scale_shift",
         ),
-    }
+        prior_scheduler=dict(few_timesteps, clip_sample=False),
+        decoder_scheduler=few_timesteps,
+        super_res_scheduler=few_timesteps,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -198,7 +145,7 @@ def folder(request, tmp_path_factory, load_bench_script):
     if request.param == "second":
         size = write_clip_tokenizer(root / "tokenizer", SECOND_WORDS, SECOND_LENGTH)
         assert size == 627, size  # 512 byte symbols, 113 merges, 2 special tokens
-        components, prompts = second_components(root / "tokenizer"), SECOND_PROMPTS
+        components, prompts = second_components(root / "tokenizer", size), SECOND_PROMPTS
     else:
         components, prompts = dummy_components(), PROMPTS
     with torch.random.fork_rng(devices=[]):

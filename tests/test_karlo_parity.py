@@ -47,63 +47,74 @@ PROMPTS = ["a red horse", "blue cat"]
 TOLERANCE = 1e-4
 
 
-def dummy_components() -> dict:
-    """diffusers' dummy unCLIP components (its pipeline test's sizes and seeds)."""
+# diffusers' dummy unCLIP components: its pipeline test's sizes, part by part.
+TEXT_ENCODER = dict(
+    hidden_size=32, projection_dim=32, intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4,
+    num_hidden_layers=5, vocab_size=1000,
+)
+PRIOR = dict(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
+TEXT_PROJ = dict(clip_embeddings_dim=32, time_embed_dim=128, cross_attention_dim=100)
+DECODER = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=6,
+    down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+    up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+    mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    cross_attention_dim=100,
+    attention_head_dim=4,
+    resnet_time_scale_shift="scale_shift",
+    class_embed_type="identity",
+)
+SUPER_RES = dict(
+    sample_size=64,
+    layers_per_block=1,
+    down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
+    up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
+    block_out_channels=(32, 64),
+    in_channels=6,
+    out_channels=3,
+)
+SCHEDULERS = {
+    "prior_scheduler": dict(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample_range=5.0),
+    "decoder_scheduler": dict(variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=1000),
+    "super_res_scheduler": dict(variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000),
+}
+
+
+def dummy_components(tokenizer: Path = TOKENIZER, seed: int = 0, **changes: dict) -> dict:
+    """diffusers' dummy unCLIP components (its pipeline test's sizes and seeds), each part's
+    settings updated with ``changes[part]`` (``text_encoder``, ``prior``, ``text_proj``,
+    ``decoder``, ``super_res``, ``prior_scheduler``, ...) for a folder built otherwise. The
+    models are drawn from ``seed`` (the last-step UNet from ``seed + 1``, as diffusers' test)."""
     from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
     from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(TOKENIZER), local_files_only=True)
+    def settings(part: str, defaults: dict) -> dict:
+        return {**defaults, **changes.get(part, {})}
+
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
     vocab = tokenizer.get_vocab()
-    torch.manual_seed(0)
+    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"], "pad_token_id": vocab["<|endoftext|>"]}
+    torch.manual_seed(seed)
     text_encoder = transformers.CLIPTextModelWithProjection(
-        transformers.CLIPTextConfig(
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-            hidden_size=32,
-            projection_dim=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=5,
-            vocab_size=1000,
-        )
+        transformers.CLIPTextConfig(**special, **settings("text_encoder", TEXT_ENCODER))
     )
-    torch.manual_seed(0)
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
-    torch.manual_seed(0)
-    text_proj = UnCLIPTextProjModel(clip_embeddings_dim=32, time_embed_dim=128, cross_attention_dim=100)
-    torch.manual_seed(0)
-    decoder = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=3,
-        out_channels=6,
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        cross_attention_dim=100,
-        attention_head_dim=4,
-        resnet_time_scale_shift="scale_shift",
-        class_embed_type="identity",
-    )
-    super_res = dict(
-        sample_size=64,
-        layers_per_block=1,
-        down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
-        up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
-        block_out_channels=(32, 64),
-        in_channels=6,
-        out_channels=3,
-    )
-    torch.manual_seed(0)
-    super_res_first = UNet2DModel(**super_res)
-    torch.manual_seed(1)  # a different UNet for the last step, as diffusers' test
-    super_res_last = UNet2DModel(**super_res)
+    torch.manual_seed(seed)
+    prior = PriorTransformer(**settings("prior", PRIOR))
+    torch.manual_seed(seed)
+    text_proj = UnCLIPTextProjModel(**settings("text_proj", TEXT_PROJ))
+    torch.manual_seed(seed)
+    decoder = UNet2DConditionModel(**settings("decoder", DECODER))
+    torch.manual_seed(seed)
+    super_res_first = UNet2DModel(**settings("super_res", SUPER_RES))
+    torch.manual_seed(seed + 1)  # a different UNet for the last step, as diffusers' test
+    super_res_last = UNet2DModel(**settings("super_res", SUPER_RES))
 
     # What diffusers leaves at zero (it expects trained weights), made to matter.
-    generator = torch.Generator().manual_seed(2)
+    generator = torch.Generator().manual_seed(seed + 2)
     with torch.no_grad():
         prior.positional_embedding.normal_(0, 0.5, generator=generator)
         prior.prd_embedding.normal_(0, 0.5, generator=generator)
@@ -119,15 +130,7 @@ def dummy_components() -> dict:
         "tokenizer": tokenizer,
         "super_res_first": super_res_first,
         "super_res_last": super_res_last,
-        "prior_scheduler": UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample_range=5.0
-        ),
-        "decoder_scheduler": UnCLIPScheduler(
-            variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=1000
-        ),
-        "super_res_scheduler": UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000
-        ),
+        **{part: UnCLIPScheduler(**settings(part, defaults)) for part, defaults in SCHEDULERS.items()},
     }
 
 
