@@ -214,3 +214,21 @@ def test_the_written_tokenizer_is_a_clip_bpe_of_its_own(tmp_path):
     words = [*(word + "</w>" for word in prompt.split())]
     assert tokenizer.convert_ids_to_tokens(ids[: len(words) + 2]) == ["<|startoftext|>", *words, "<|endoftext|>"]
     assert tokenizer.tokenize("zebra") == ["z", "e", "b", "r", "a</w>"], "a word outside the vocabulary is spelled in pieces"
+
+
+def test_the_guided_batch_is_laid_out_as_diffusers_lays_it_out(folder):
+    """Classifier-free guidance runs the two branches as one batch with the unconditional half
+    first, row for row the batch diffusers' pipeline builds (``_encode_prompt``: the empty
+    captions' encodings, then the prompts'), so no row's result depends on a kernel treating
+    rows alike wherever they lie in the batch."""
+    from unclip_core.diffusion.guidance import BoundDenoiser
+    from unclip_core.interfaces import PriorCondition
+
+    reference, recipe, prompts = folder
+    ours = load_ours(recipe, (2, 2, 2))
+    with torch.no_grad():
+        embeds, tokens, mask = reference._encode_prompt(prompts, torch.device("cpu"), 1, True)
+        doubled = BoundDenoiser(ours.prior, PriorCondition.from_text(ours.encode_text(prompts)), 4.0)._doubled
+    assert torch.equal(doubled.text_embed, embeds)
+    assert torch.equal(doubled.text_tokens, tokens)
+    assert torch.equal(doubled.text_mask, mask)
