@@ -312,7 +312,7 @@ def test_guidance_combines_bf16_predictions_in_the_samplers_precision():
         device, dtype = torch.device("cpu"), torch.float32
 
         def __call__(self, x_t, t, cond):
-            return torch.cat([cond_pred, uncond_pred])
+            return torch.cat([uncond_pred, cond_pred])  # the unconditional half first
 
     denoiser = BoundDenoiser(Model(), cond=None)
     denoiser.guidance_scale, denoiser._doubled = 8.0, "both"  # the model above ignores its condition

@@ -120,7 +120,7 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
         "# precision auto: on the CPU the fastest mode a one-off probe shows really computes in bf16\n"
         "# (`unclip doctor` shows it), bf16 autocast on bf16 GPUs, fp32 elsewhere (docs/recipes.md).\n"
         "# With runtime.precision=fp32 runtime.memory_format=contiguous and the same seed, the images\n"
-        "# match diffusers' to 1e-4; the default channels-last layout differs from them by rounding only.\n"
+        "# match diffusers' bit for bit; the default channels-last layout differs from them by rounding only.\n"
     )
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 

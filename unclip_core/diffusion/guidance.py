@@ -25,7 +25,10 @@ class BoundDenoiser:
     """``model(x_t, t, cond)`` with ``cond`` fixed; guided when ``guidance_scale != 1``.
 
     The conditional and unconditional branches run as one doubled batch: one large matrix
-    product is cheaper than two small ones on every backend we measured.
+    product is cheaper than two small ones on every backend we measured. The unconditional
+    half comes first, as in diffusers' pipelines, so that every row sits where it sits in
+    diffusers' batch and the Karlo parity (docs/karlo.md) does not rest on a kernel computing
+    a row the same wherever it lies in the batch.
     """
 
     def __init__(self, model: Any, cond: Any, guidance_scale: float = 1.0):
@@ -40,7 +43,7 @@ class BoundDenoiser:
         self.dtype = model.dtype
         self._doubled = None
         if self.guidance_scale != 1.0:
-            self._doubled = concat_conditions(cond, cond.unconditional())
+            self._doubled = concat_conditions(cond.unconditional(), cond)
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])
@@ -50,7 +53,7 @@ class BoundDenoiser:
         # two close predictions times the scale (8 for Karlo's decoder) would carry bf16's
         # rounding of each, multiplied (docs/benchmarks.md, "Choosing a precision").
         out = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), self._doubled).to(x_t.dtype)
-        cond_out, uncond_out = out.chunk(2, dim=0)
+        uncond_out, cond_out = out.chunk(2, dim=0)
         return guide(cond_out, uncond_out, self.guidance_scale, self.variance_type)
 
 
