@@ -63,6 +63,12 @@ class Declared:
     """Decoders: whether the model reads a known image and a repaint mask as extra input
     channels (a trained inpainting decoder; :class:`DecoderCondition`'s ``inpaint_*``), so
     inpainting conditions on them instead of falling back to training-free RePaint."""
+    embedding_space: str | None = None
+    """Name of the CLIP embedding space produced (encoder, prior) or read (decoder), e.g.
+    ``openai/clip-vit-large-patch14``: two components of one size may still mean different
+    things by an embedding (Karlo's prior and a Stable unCLIP-H decoder both say 1024 only by
+    accident of sizes), so a recipe whose prior and decoder name different spaces is refused.
+    None: not stated (only the sizes are checked)."""
 
 
 class ComponentConfig(BaseModel):
@@ -200,6 +206,11 @@ class DecoderCondition:
     inpaint_mask: Tensor | None = None
     """``[B, 1, H, W]``, 1 (or True) where the decoder repaints, 0 where the image is known.
     Both ``inpaint_*`` None: nothing is known, i.e. ordinary generation."""
+    noised_image_embed: Tensor | None = None
+    """For decoders that read a noise-augmented embedding (Stable unCLIP): ``[B, 2D]``, the
+    image embedding noised to the decoder's noise level followed by that level's embedding,
+    drawn by :meth:`Decoder.prepare_condition` at the start of the decoder stage. Kept by
+    :meth:`unconditional`; ``drop_image`` tells the decoder to read its null input instead."""
 
     @classmethod
     def build(cls, image_embed: Tensor, text: TextEncoding | None = None) -> "DecoderCondition":
@@ -324,6 +335,18 @@ class Decoder(DiffusionModel[ConfigT, DecoderCondition]):
 
     kind = "decoder"
     in_channels: int = 3
+
+    def encode_captions(self, prompts: Sequence[str]) -> TextEncoding | None:
+        """Captions as this decoder reads them, for a decoder with a caption encoder of its own
+        (Stable unCLIP reads SD's CLIP text tower, not the one the prior's space comes from).
+        None (the default): it reads the recipe encoder's encoding of the prompts."""
+        return None
+
+    def prepare_condition(self, cond: DecoderCondition, generator: torch.Generator) -> DecoderCondition:
+        """The condition completed with what the decoder draws at random before its x_T (Stable
+        unCLIP noises the image embedding here, from the call's generator, where diffusers
+        draws it). The default changes nothing and draws nothing."""
+        return cond
 
 
 class Upsampler(DiffusionModel[ConfigT, UpsamplerCondition]):

@@ -47,6 +47,7 @@ from .folder import check_folder, check_tokenizer, read_json, read_weights
 from .settings import derive_settings
 
 RECIPE_NAME = "karlo.yaml"
+FORMAT = "unclip-karlo"
 DEFAULT_PROMPT = "a horse grazing on a hill, digital art"
 
 
@@ -125,6 +126,68 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 
 
+def write_encoder(
+    registry: Any, source: Path, work: Path, settings: dict[str, Any], *,
+    parts: tuple[str, str] = ("text_encoder", "image_encoder"), **extra: Any,
+) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The ``hf-clip`` encoder of ``settings`` (:func:`.settings.prior_settings`' ``encoder``, with
+    :func:`.settings.image_tower_settings`' if any) loaded from the folder's text (and image)
+    tower ``parts`` and written to ``work/encoder.safetensors``; the tokenizer must already be in
+    ``work/tokenizer``. Returns its config and CLIP's encoding of ``""`` as a prior's or
+    decoder's null-caption weights. ``extra``: further ``hf-clip`` settings."""
+    text_part, image_part = parts
+    enc_settings = {**settings, "tokenizer": "tokenizer", "normalize": False, **extra}
+    text_cfg = enc_settings.pop("text_config")
+    vision_cfg = enc_settings.pop("vision_config", None)
+    spec = registry.get("encoder", "hf-clip")
+    try:
+        encoder_config = spec.config_model.from_transformers(
+            text_cfg, vision_config=vision_cfg, tokenizer=str(work / "tokenizer"), **{
+                k: v for k, v in enc_settings.items() if k != "tokenizer"
+            }
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{text_part}/config.json: {' '.join(str(exc).split())}") from None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            encoder = spec.build(encoder_config)
+    except UnclipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
+        raise InputError(
+            f"{text_part}/config.json: transformers cannot build the text encoder from it "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from None
+    state = _prefixed("text_encoder", read_weights(source / text_part))
+    if vision_cfg is not None:
+        state.update(_prefixed("image_encoder", read_weights(source / image_part)))
+    _fits(encoder, state, f"{text_part}/" + (f" and {image_part}/" if vision_cfg is not None else ""))
+    encoder.load_state_dict(state, strict=True)
+    encoder.eval()
+    with torch.no_grad():
+        null = encoder.encode_text([""])
+    null_state = {
+        "null_text_embed": null.embed[0].float().contiguous(),
+        "null_text_tokens": null.tokens[0].float().contiguous(),
+        "null_text_mask": null.mask[0].contiguous(),
+    }
+    atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": FORMAT})
+    return encoder_config, null_state
+
+
+def write_prior(
+    registry: Any, source: Path, work: Path, settings: dict[str, Any], null_state: dict[str, torch.Tensor],
+    part: str = "prior",
+) -> None:
+    """The folder's PriorTransformer ``part`` as a ``diffusion-prior`` of ``settings``, checked
+    against its config key for key, written to ``work/prior.safetensors``."""
+    prior, _ = build_component(registry, "prior", "diffusion-prior", settings, work, meta=True)
+    check_same_config(part, read_json(source / part / "config.json"), prior.transformer)
+    state = {**_prefixed("transformer", read_weights(source / part)), **null_state}
+    _fits(prior, state, f"{part}/")
+    atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(source), "format": FORMAT})
+
+
 def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bool = False, registry: Any = None) -> Path:
     """Convert a diffusers Karlo folder into ``out`` (default ``./<folder name>-unclip``):
     ``karlo.yaml``, ``encoder|prior|decoder|upsampler.safetensors`` and ``tokenizer/``.
@@ -146,58 +209,15 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
         except (OSError, shutil.Error) as exc:
             raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
 
-        # encoder: built for real (it encodes the null caption below)
-        enc_settings = {**settings["encoder"], "tokenizer": "tokenizer", "normalize": False}
-        text_cfg = enc_settings.pop("text_config")
-        vision_cfg = enc_settings.pop("vision_config", None)
-        spec = registry.get("encoder", "hf-clip")
-        try:
-            encoder_config = spec.config_model.from_transformers(
-                text_cfg, vision_config=vision_cfg, tokenizer=str(work / "tokenizer"), **{
-                    k: v for k, v in enc_settings.items() if k != "tokenizer"
-                }
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"text_encoder/config.json: {' '.join(str(exc).split())}") from None
-        try:
-            with torch.random.fork_rng(devices=[]):
-                encoder = spec.build(encoder_config)
-        except UnclipError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
-            raise InputError(
-                f"text_encoder/config.json: transformers cannot build the text encoder from it "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())})"
-            ) from None
-        state = _prefixed("text_encoder", read_weights(source / "text_encoder"))
-        if vision_cfg is not None:
-            state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
-        _fits(encoder, state, "text_encoder/ (and image_encoder/)")
-        encoder.load_state_dict(state, strict=True)
-        encoder.eval()
-        with torch.no_grad():
-            null = encoder.encode_text([""])
-        null_state = {
-            "null_text_embed": null.embed[0].float().contiguous(),
-            "null_text_tokens": null.tokens[0].float().contiguous(),
-            "null_text_mask": null.mask[0].contiguous(),
-        }
-        atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
-        del encoder, state
-
-        prior, _ = build_component(registry, "prior", "diffusion-prior", settings["prior"], work, meta=True)
-        check_same_config("prior", read_json(source / "prior" / "config.json"), prior.transformer)
-        state = {**_prefixed("transformer", read_weights(source / "prior")), **null_state}
-        _fits(prior, state, "prior/")
-        atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(source), "format": "unclip-karlo"})
-        del prior, state
+        encoder_config, null_state = write_encoder(registry, source, work, settings["encoder"])
+        write_prior(registry, source, work, settings["prior"], null_state)
 
         decoder, _ = build_component(registry, "decoder", "unclip-decoder", settings["decoder"], work, meta=True)
         check_same_config("decoder", read_json(source / "decoder" / "config.json"), decoder.unet)
         text_proj = read_weights(source / "text_proj")
         state = {**_prefixed("unet", read_weights(source / "decoder")), **_prefixed("text_proj", text_proj), **null_state}
         _fits(decoder, state, "decoder/ and text_proj/")
-        atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
+        atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": FORMAT})
         del decoder, state, text_proj
 
         upsampler, _ = build_component(registry, "upsampler", "unet-upsampler", settings["upsampler"], work, meta=True)
@@ -207,7 +227,7 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
             **_prefixed("unet_last", read_weights(source / "super_res_last")),
         }
         _fits(upsampler, state, "super_res_first/ and super_res_last/")
-        atomic_save_safetensors(state, work / "upsampler.safetensors", {"source": str(source), "format": "unclip-karlo"})
+        atomic_save_safetensors(state, work / "upsampler.safetensors", {"source": str(source), "format": FORMAT})
         del upsampler, state
 
         text, data = _recipe(source, settings, encoder_config, run_line(out / RECIPE_NAME, DEFAULT_PROMPT))

@@ -91,10 +91,11 @@ def _config(source: Path, part: str, name: str = "config.json") -> _Config:
     return _Config(read_json(source / part / name), f"{part}/{name}")
 
 
-def _scheduler(config: _Config, part: str, prediction: str) -> dict[str, Any]:
-    """The ``unclip-scheduler`` settings of a scheduler config, after checking what the model must match."""
-    _require(config.get("_class_name", "UnCLIPScheduler") == "UnCLIPScheduler",
-             f"{part}/: expected an UnCLIPScheduler, got {config.get('_class_name')}")
+def _scheduler(config: _Config, part: str, prediction: str, classes: tuple[str, ...] = ("UnCLIPScheduler",)) -> dict[str, Any]:
+    """The ``unclip-scheduler`` settings of a scheduler config (one of ``classes``), after
+    checking what the model must match."""
+    _require(config.get("_class_name", classes[0]) in classes,
+             f"{part}/: expected {' or '.join('an ' + c for c in classes)}, got {config.get('_class_name')}")
     _require(config.get("beta_schedule", "squaredcos_cap_v2") == "squaredcos_cap_v2",
              f"{part}/: beta_schedule {config.get('beta_schedule')!r} is not supported (UnCLIPScheduler has only squaredcos_cap_v2)")
     _require(config.get("prediction_type", "epsilon") == prediction,
@@ -116,43 +117,80 @@ def _variance(config: dict[str, Any], part: str, learned: bool) -> str:
     return "learned_range" if learned else "fixed_small"
 
 
-def derive_settings(source: Path) -> dict[str, Any]:
-    """Every component's settings (and the samplers') from the folder's config files. A value
-    missing or of the wrong type is an error naming the file and the key."""
-    cfg = {part: _config(source, part) for part in MODEL_PARTS}
-    sched = {part: _config(source, part, "scheduler_config.json") for part in SCHEDULER_PARTS}
-    tokenizer_file = source / "tokenizer" / "tokenizer_config.json"
-    tokenizer_cfg = _config(source, "tokenizer", "tokenizer_config.json") if tokenizer_file.is_file() else _Config({}, "")
+def prior_settings(
+    source: Path, parts: tuple[str, str, str, str] = ("text_encoder", "tokenizer", "prior", "prior_scheduler"),
+    scheduler_classes: tuple[str, ...] = ("UnCLIPScheduler",),
+) -> dict[str, Any]:
+    """The settings of a CLIP text encoder with a diffusers PriorTransformer on its embeddings
+    (``encoder``, ``prior``, ``prior_sampler``, and the embedding size and caption length),
+    from the folder's ``parts``: text encoder, tokenizer, prior and prior scheduler folders
+    (Karlo's names by default; Stable unCLIP's are ``prior_text_encoder/`` ...)."""
+    text_part, tokenizer_part, prior_part, scheduler_part = parts
+    text = _config(source, text_part)
+    scheduler = _config(source, scheduler_part, "scheduler_config.json")
+    tokenizer_file = source / tokenizer_part / "tokenizer_config.json"
+    tokenizer_cfg = _config(source, tokenizer_part, "tokenizer_config.json") if tokenizer_file.is_file() else _Config({}, "")
 
-    text = cfg["text_encoder"]
     width = text.integer("hidden_size", 512)
     embed_dim = text.integer("projection_dim", 512)
     positions = text.integer("max_position_embeddings", 77)
     length = tokenizer_cfg.integer("model_max_length") if tokenizer_cfg.get("model_max_length") else positions
     length = min(length, positions)
 
-    prior = cfg["prior"]
+    prior = _config(source, prior_part)
     _require(prior.integer("embedding_dim") == embed_dim,
-             f"prior/: embedding_dim {prior['embedding_dim']} differs from the text encoder's projection_dim {embed_dim}")
+             f"{prior_part}/: embedding_dim {prior['embedding_dim']} differs from the text encoder's projection_dim {embed_dim}")
     _require(prior.integer("num_embeddings", 77) == length,
-             f"prior/: num_embeddings {prior.get('num_embeddings')} differs from the tokenizer's length {length}")
+             f"{prior_part}/: num_embeddings {prior.get('num_embeddings')} differs from the tokenizer's length {length}")
     _require(width == embed_dim,
-             f"text_encoder/: hidden_size {width} differs from projection_dim {embed_dim}; Karlo's prior reads "
+             f"{text_part}/: hidden_size {width} differs from projection_dim {embed_dim}; the prior reads "
              "caption tokens of the embedding's width")
-    prior_sampler = _scheduler(sched["prior_scheduler"], "prior_scheduler", "sample")
-    prior_settings = {
+    prior_sampler = _scheduler(scheduler, scheduler_part, "sample", scheduler_classes)
+    return {
         "embed_dim": embed_dim,
-        "text_width": width,
-        "context_length": length,
-        "num_layers": prior.integer("num_layers"),
-        "num_attention_heads": prior.integer("num_attention_heads"),
-        "attention_head_dim": prior.integer("attention_head_dim"),
-        "beta_schedule": "cosine",
-        "num_train_timesteps": sched["prior_scheduler"].integer("num_train_timesteps", 1000),
-        "variance_type": _variance(sched["prior_scheduler"], "prior_scheduler", False),
-        "clip_range": prior_sampler.get("clip_sample_range"),
-        "normalize_output": False,
+        "width": width,
+        "length": length,
+        "encoder": {"text_config": dict(text), "context_length": length},
+        "prior": {
+            "embed_dim": embed_dim,
+            "text_width": width,
+            "context_length": length,
+            "num_layers": prior.integer("num_layers"),
+            "num_attention_heads": prior.integer("num_attention_heads"),
+            "attention_head_dim": prior.integer("attention_head_dim"),
+            "beta_schedule": "cosine",
+            "num_train_timesteps": scheduler.integer("num_train_timesteps", 1000),
+            "variance_type": _variance(scheduler, scheduler_part, False),
+            "clip_range": prior_sampler.get("clip_sample_range"),
+            "normalize_output": False,
+        },
+        "prior_sampler": prior_sampler,
     }
+
+
+def image_tower_settings(source: Path) -> dict[str, Any]:
+    """The ``hf-clip`` settings of the folder's ``image_encoder/`` (its transformers config and
+    ``feature_extractor/``'s normalisation), or nothing when it has none."""
+    if not (source / "image_encoder").is_dir():
+        return {}
+    settings: dict[str, Any] = {"vision_config": read_json(source / "image_encoder" / "config.json")}
+    if (source / "feature_extractor" / "preprocessor_config.json").is_file():
+        pre = _config(source, "feature_extractor", "preprocessor_config.json")
+        if pre.get("image_mean"):
+            settings["image_mean"] = pre.numbers("image_mean")
+        if pre.get("image_std"):
+            settings["image_std"] = pre.numbers("image_std")
+    return settings
+
+
+def derive_settings(source: Path) -> dict[str, Any]:
+    """Every component's settings (and the samplers') from the folder's config files. A value
+    missing or of the wrong type is an error naming the file and the key."""
+    cfg = {part: _config(source, part) for part in MODEL_PARTS}
+    sched = {part: _config(source, part, "scheduler_config.json") for part in SCHEDULER_PARTS}
+    text_prior = prior_settings(source)
+    embed_dim, width, length = text_prior["embed_dim"], text_prior["width"], text_prior["length"]
+    prior_settings_, prior_sampler = text_prior["prior"], text_prior["prior_sampler"]
 
     decoder, text_proj = cfg["decoder"], cfg["text_proj"]
     _require(text_proj.integer("clip_embeddings_dim", 768) == embed_dim,
@@ -203,18 +241,10 @@ def derive_settings(source: Path) -> dict[str, Any]:
     }
     upsampler_sampler = _scheduler(sched["super_res_scheduler"], "super_res_scheduler", "epsilon")
 
-    encoder: dict[str, Any] = {"text_config": dict(text), "context_length": length}
-    if (source / "image_encoder").is_dir():
-        encoder["vision_config"] = read_json(source / "image_encoder" / "config.json")
-        if (source / "feature_extractor" / "preprocessor_config.json").is_file():
-            pre = _config(source, "feature_extractor", "preprocessor_config.json")
-            if pre.get("image_mean"):
-                encoder["image_mean"] = pre.numbers("image_mean")
-            if pre.get("image_std"):
-                encoder["image_std"] = pre.numbers("image_std")
+    encoder: dict[str, Any] = {**text_prior["encoder"], **image_tower_settings(source)}
     return {
         "encoder": encoder,
-        "prior": prior_settings,
+        "prior": prior_settings_,
         "prior_sampler": prior_sampler,
         "decoder": decoder_settings,
         "decoder_sampler": decoder_sampler,

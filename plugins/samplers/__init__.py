@@ -8,6 +8,7 @@ from .ddim import DDIMConfig, DDIMSampler
 from .ddpm import DDPMConfig, DDPMSampler
 from .diffusers_adapter import DiffusersSchedulerConfig, DiffusersSchedulerSampler
 from .dpm_solver import DPMSolverConfig, DPMSolverSampler
+from .saved_scheduler import SavedSchedulerConfig, SavedSchedulerSampler
 
 
 @hookimpl
@@ -27,6 +28,12 @@ def register_samplers(register):
         DiffusersSchedulerConfig,
         summary="Any diffusers scheduler class by name (Euler, UniPC, Heun, ...), given the model's schedule.",
     )
+    register(
+        "diffusers-saved-scheduler",
+        SavedSchedulerSampler,
+        SavedSchedulerConfig,
+        summary="A diffusers scheduler exactly as a model folder saved it, run as its pipeline runs it (importers' parity).",
+    )
 
 
 __all__ = [
@@ -38,5 +45,7 @@ __all__ = [
     "DPMSolverSampler",
     "DiffusersSchedulerConfig",
     "DiffusersSchedulerSampler",
+    "SavedSchedulerConfig",
+    "SavedSchedulerSampler",
     "register_samplers",
 ]
