@@ -57,6 +57,11 @@ class DiffusionPriorConfig(ComponentConfig):
         "(for classifier-free guidance).",
     )
 
+    embedding_space: str | None = Field(
+        None, description="Name of the CLIP embedding space the prior samples in (e.g. 'openai/clip-vit-large-patch14'); "
+        "`recipe validate` refuses a decoder that names another. None: not stated.",
+    )
+
     @property
     def width(self) -> int:
         """The transformer's hidden width."""
@@ -65,6 +70,7 @@ class DiffusionPriorConfig(ComponentConfig):
     def declares(self) -> Declared:
         return Declared(
             embed_dim=self.embed_dim,
+            embedding_space=self.embedding_space,
             text_width=self.text_width,
             context_length=self.context_length,
             needs_sampler=True,

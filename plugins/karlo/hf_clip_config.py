@@ -88,6 +88,15 @@ class HfClipConfig(ComponentConfig):
         description="Rescale the pooled text embedding to unit norm, as CLIP does; Karlo's prior and decoder "
         "were trained on the raw projected embedding, so its recipe sets false.",
     )
+    normalize_image: bool = Field(
+        True,
+        description="Rescale image embeddings to unit norm; Stable unCLIP's decoder reads the raw projected "
+        "embedding (diffusers' StableUnCLIPImg2ImgPipeline), so its recipes set false.",
+    )
+    embedding_space: str | None = Field(
+        None, description="Name of the CLIP embedding space the towers embed into (e.g. 'openai/clip-vit-large-patch14'); "
+        "`recipe validate` refuses a decoder that names another. None: not stated.",
+    )
     image_mean: tuple[float, float, float] | None = Field(
         None, description="Per-channel RGB mean of the image tower's inputs; OpenAI CLIP's when empty."
     )
@@ -181,4 +190,5 @@ class HfClipConfig(ComponentConfig):
             text_width=int(text["hidden_size"]),
             context_length=self.length,
             image_size=self.image_size,
+            embedding_space=self.embedding_space,
         )

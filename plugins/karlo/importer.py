@@ -128,21 +128,23 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
 
 def write_encoder(
     registry: Any, source: Path, work: Path, settings: dict[str, Any], *,
-    parts: tuple[str, str] = ("text_encoder", "image_encoder"), **extra: Any,
+    parts: tuple[str, str] = ("text_encoder", "image_encoder"), tokenizer: str = "tokenizer",
+    text_state: dict[str, torch.Tensor] | None = None, **extra: Any,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """The ``hf-clip`` encoder of ``settings`` (:func:`.settings.prior_settings`' ``encoder``, with
     :func:`.settings.image_tower_settings`' if any) loaded from the folder's text (and image)
     tower ``parts`` and written to ``work/encoder.safetensors``; the tokenizer must already be in
-    ``work/tokenizer``. Returns its config and CLIP's encoding of ``""`` as a prior's or
-    decoder's null-caption weights. ``extra``: further ``hf-clip`` settings."""
+    ``work/<tokenizer>``. Returns its config and CLIP's encoding of ``""`` as a prior's or
+    decoder's null-caption weights. ``text_state``: the text tower's weights (``text_encoder.*``)
+    in place of the folder's (an imported recipe's encoder); ``extra``: further ``hf-clip`` settings."""
     text_part, image_part = parts
-    enc_settings = {**settings, "tokenizer": "tokenizer", "normalize": False, **extra}
+    enc_settings = {**settings, "normalize": False, **extra}
     text_cfg = enc_settings.pop("text_config")
     vision_cfg = enc_settings.pop("vision_config", None)
     spec = registry.get("encoder", "hf-clip")
     try:
         encoder_config = spec.config_model.from_transformers(
-            text_cfg, vision_config=vision_cfg, tokenizer=str(work / "tokenizer"), **{
+            text_cfg, vision_config=vision_cfg, tokenizer=str(work / tokenizer), **{
                 k: v for k, v in enc_settings.items() if k != "tokenizer"
             }
         )
@@ -158,7 +160,7 @@ def write_encoder(
             f"{text_part}/config.json: transformers cannot build the text encoder from it "
             f"({type(exc).__name__}: {' '.join(str(exc).split())})"
         ) from None
-    state = _prefixed("text_encoder", read_weights(source / text_part))
+    state = dict(text_state) if text_state is not None else _prefixed("text_encoder", read_weights(source / text_part))
     if vision_cfg is not None:
         state.update(_prefixed("image_encoder", read_weights(source / image_part)))
     _fits(encoder, state, f"{text_part}/" + (f" and {image_part}/" if vision_cfg is not None else ""))

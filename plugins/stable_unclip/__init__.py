@@ -10,9 +10,10 @@ from __future__ import annotations
 from unclip_core import hookimpl
 
 from .config import StableUnclipDecoderConfig
+from .importer import StableUnclipImporter, import_stable_unclip
 from .model import StableUnclipDecoder
 
-__all__ = ["StableUnclipDecoder", "StableUnclipDecoderConfig"]
+__all__ = ["StableUnclipDecoder", "StableUnclipDecoderConfig", "StableUnclipImporter", "import_stable_unclip"]
 
 
 @hookimpl
@@ -24,3 +25,8 @@ def register_decoders(register) -> None:
         summary="Stable unCLIP: SD 2.1's latent UNet reading the noised CLIP image embedding as class label and "
         "SD's caption tokens (diffusers' StableUnCLIPPipeline decoder)",
     )
+
+
+@hookimpl
+def register_importers(register) -> None:
+    register("stable-unclip", StableUnclipImporter(), summary=StableUnclipImporter.help)

@@ -183,6 +183,22 @@ def resolve_role_sampler(
     return ResolvedComponent(path, spec, config)
 
 
+def _prior_misfit(prior: ResolvedComponent | None, decoder: ResolvedComponent | None) -> str | None:
+    """Why the prior's image embeddings do not fit the decoder (size, or the CLIP space both
+    name), naming both slots; None when they fit or either is unknown."""
+    if prior is None or decoder is None:
+        return None
+    mine, theirs = prior.declared, decoder.declared
+    where = f"the prior ({prior.spec.name})"
+    if mine.embed_dim is not None and theirs.embed_dim is not None and mine.embed_dim != theirs.embed_dim:
+        return (f"decoder ({decoder.spec.name}) reads {theirs.embed_dim}-dim image embeddings but {where} samples "
+                f"{mine.embed_dim}-dim ones; choose a prior and decoder of one embedding size")
+    if mine.embedding_space and theirs.embedding_space and mine.embedding_space != theirs.embedding_space:
+        return (f"decoder ({decoder.spec.name}) reads image embeddings of {theirs.embedding_space!r} but {where} samples "
+                f"in {mine.embedding_space!r}; choose a prior and decoder of one embedding space")
+    return None
+
+
 def _check_chain(
     encoder: ResolvedComponent | None,
     prior: ResolvedComponent | None,
@@ -193,6 +209,9 @@ def _check_chain(
 ) -> None:
     """Sizes must agree along text → prior → decoder → upsamplers."""
     enc = encoder.declared if encoder else None
+    misfit = _prior_misfit(prior, decoder)
+    if misfit:
+        problems.append((decoder.path, misfit))  # type: ignore[union-attr]
     for stage in (prior, decoder):
         if stage is None or enc is None:
             continue
@@ -201,16 +220,15 @@ def _check_chain(
             ("embed_dim", "embedding size"),
             ("text_width", "caption token width"),
             ("context_length", "caption length (tokens)"),
+            ("embedding_space", "embedding space"),
         ):
             a, b = getattr(enc, attr), getattr(mine, attr)
+            if misfit and stage is decoder and attr in ("embed_dim", "embedding_space"):
+                continue  # the prior's misfit is the one to report
             if a is not None and b is not None and a != b:
                 problems.append(
                     (stage.path, f"{label} {b} does not match the encoder's {a} ({encoder.spec.name})")
                 )
-    if prior is not None and decoder is not None:
-        a, b = prior.declared.embed_dim, decoder.declared.embed_dim
-        if a is not None and b is not None and a != b and enc is None:
-            problems.append((decoder.path, f"embedding size {b} does not match the prior's {a}"))
     if prior is not None and prior_sampler_given is not None:
         needs = prior.declared.needs_sampler
         if needs is True and not prior_sampler_given:

@@ -1,0 +1,266 @@
+"""``unclip import stable-unclip``: a diffusers Stable unCLIP folder turned into a recipe and
+safetensors weights for unclip's own components.
+
+=================================================  ===========================================
+diffusers folder                                   unclip slot and component
+=================================================  ===========================================
+``prior_text_encoder/`` ``prior_tokenizer/``       ``encoder``: ``hf-clip``
+(``image_encoder/`` ``feature_extractor/``)        (its image tower, raw embeddings)
+``prior/`` ``prior_scheduler/``                    ``prior``: ``diffusion-prior`` +
+                                                   ``diffusers-saved-scheduler``
+``unet/`` ``image_normalizer/``                    ``decoder``: ``stable-unclip-decoder`` +
+``image_noising_scheduler/`` ``text_encoder/``     ``diffusers-saved-scheduler``
+``tokenizer/`` ``scheduler/``
+``vae/``                                           ``decoder.autoencoder``: ``kl``
+=================================================  ===========================================
+
+A ``StableUnCLIPPipeline`` folder has its prior. A ``StableUnCLIPImg2ImgPipeline`` folder has an
+image encoder and no prior: ``--prior RECIPE`` takes the encoder's text tower and the prior from
+another imported recipe — Karlo's (``unclip import karlo``), the combination diffusers documents —
+whose sampler, if Karlo's ``unclip-scheduler``, becomes the ``DDPMScheduler`` diffusers builds from
+that scheduler's config for it (``DDPMScheduler.from_config``). ``--prior`` also replaces a
+text-to-image folder's own prior.
+
+Every setting comes from the folders' config files; each component is built on the meta device
+and must reproduce the folder's model configs key for key and take its weights name for name and
+shape for shape. Output is written beside the destination and renamed into place only when
+complete, so a failed import leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from unclip_core.errors import InputError, RecipeError, UnclipError
+from unclip_core.importing import build_component, check_output_folder, check_same_config, run_line, staged_folder
+from unclip_core.recipe.validate import ResolvedRecipe, validate_recipe
+from unclip_core.registry import default_registry
+from unclip_core.weights import atomic_save_safetensors, read_safetensors
+from unclip_plugins.karlo.folder import check_tokenizer, read_json, read_weights
+from unclip_plugins.karlo.importer import _fits, _prefixed, write_encoder, write_prior
+from unclip_plugins.karlo.settings import image_tower_settings, prior_settings
+
+from .folder import IMAGE_TO_IMAGE, PRIOR_PARTS, TEXT_TO_IMAGE, folder_kind
+from .settings import decoder_settings
+
+RECIPE_NAME = "stable-unclip.yaml"
+FORMAT = "unclip-stable-unclip"
+DEFAULT_PROMPT = "an anime turtle"
+PRIOR_TOKENIZER = "prior_tokenizer"
+
+
+class StableUnclipImporter:
+    """``unclip import stable-unclip FOLDER [--prior RECIPE] [-o OUT] [--force]``."""
+
+    help = "a local diffusers Stable unCLIP folder (StableUnCLIPPipeline or StableUnCLIPImg2ImgPipeline) → recipe + safetensors"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("folder", help="the Stable unCLIP folder: unet/, vae/, text_encoder/, tokenizer/, scheduler/, "
+                            "image_normalizer/, image_noising_scheduler/ and either prior_*/ and prior/ or image_encoder/")
+        parser.add_argument("--prior", default=None, metavar="RECIPE",
+                            help="take the prior (and the encoder's text tower) from this imported recipe, e.g. Karlo's; "
+                            "needed for an img2img folder, which has no prior")
+        parser.add_argument("--embedding-space", default=None, metavar="NAME",
+                            help="name of the CLIP space the decoder reads (e.g. openai/clip-vit-large-patch14); "
+                            "`recipe validate` then refuses a prior that names another")
+        parser.add_argument("-o", "--out", default=None, help="folder to write (default: ./<folder name>-unclip)")
+        parser.add_argument("--force", action="store_true",
+                            help="replace an existing output folder (one an earlier import wrote; never a file)")
+
+    def run(self, args: argparse.Namespace) -> Path:
+        return import_stable_unclip(args.folder, args.out, prior=args.prior, embedding_space=args.embedding_space,
+                                    force=args.force)
+
+
+def ddpm_from_unclip_scheduler(sampler: dict[str, Any], prior: dict[str, Any]) -> dict[str, Any]:
+    """Karlo's prior sampler (``unclip-scheduler``) as the ``DDPMScheduler`` diffusers makes of
+    its config for Stable unCLIP (``DDPMScheduler.from_config(UnCLIPScheduler's config)``)."""
+    config = sampler.get("config", {})
+    saved = {
+        "num_train_timesteps": prior.get("num_train_timesteps", 1000),
+        "beta_schedule": "squaredcos_cap_v2",
+        "variance_type": "fixed_small_log",
+        "prediction_type": "sample",
+        "clip_sample": config.get("clip_sample", True),
+        "clip_sample_range": config.get("clip_sample_range", 1.0),
+    }
+    return {"type": "diffusers-saved-scheduler",
+            "config": {"scheduler": "DDPMScheduler", "scheduler_config": saved, "steps": config.get("steps", 25)}}
+
+
+def _prior_recipe(path: str | Path, registry: Any) -> ResolvedRecipe:
+    from unclip_core.recipe.files import load_recipe
+
+    try:
+        return load_recipe(path, registry=registry)
+    except UnclipError as exc:
+        raise InputError(f"--prior {path}: {' '.join(str(exc).split())}") from None
+
+
+def _copy_tokenizer(folder: Path, work: Path, name: str) -> None:
+    try:
+        shutil.copytree(folder, work / name)
+    except (OSError, shutil.Error) as exc:
+        raise InputError(f"{folder.name}/: cannot copy it ({' '.join(str(exc).split())})") from None
+
+
+def _encoder_and_prior_from_recipe(
+    recipe: ResolvedRecipe, source: Path, kind: str, work: Path, registry: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The recipe's encoder (with the folder's image tower, for an img2img folder) and prior
+    slots, their files copied into ``work``."""
+    encoder, prior = recipe.encoder, recipe.prior
+    if prior.weights is None:
+        raise InputError(f"--prior {recipe.source}: its prior names no weights file")
+    prior_slot = {k: v for k, v in recipe.data["prior"].items()}
+    prior_slot["weights"] = "prior.safetensors"
+    shutil.copyfile(prior.weights, work / "prior.safetensors")
+    sampler = prior_slot.get("sampler")
+    if isinstance(sampler, dict) and sampler.get("type") == "unclip-scheduler":
+        prior_slot["sampler"] = ddpm_from_unclip_scheduler(sampler, prior_slot.get("config", {}))
+    if kind == TEXT_TO_IMAGE and encoder.spec.name != "hf-clip":
+        return dict(recipe.data["encoder"]), prior_slot  # pragma: no cover - only hf-clip priors are documented
+    if encoder.spec.name != "hf-clip" or encoder.weights is None:
+        raise InputError(f"--prior {recipe.source}: its encoder is {encoder.spec.name!r}; an img2img folder's image tower "
+                         "joins an hf-clip encoder with weights (as `unclip import karlo` writes)")
+    config = encoder.config
+    _copy_tokenizer(Path(config.tokenizer), work, PRIOR_TOKENIZER)
+    text_state = {k: v for k, v in read_safetensors(encoder.weights).items() if k.startswith("text_encoder.")}
+    settings = {"text_config": dict(config.text_config), "context_length": config.context_length}
+    towers = image_tower_settings(source) if kind == IMAGE_TO_IMAGE else {}
+    extra = {"normalize": config.normalize, "embedding_space": config.embedding_space}
+    if kind == IMAGE_TO_IMAGE:
+        extra["normalize_image"] = False
+    encoder_config, _ = write_encoder(
+        registry, source, work, {**settings, **towers}, parts=("", "image_encoder"), tokenizer=PRIOR_TOKENIZER,
+        text_state=text_state, **extra,
+    )
+    return _encoder_slot(encoder_config), prior_slot
+
+
+def _encoder_slot(encoder_config: Any) -> dict[str, Any]:
+    data = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["tokenizer"] = PRIOR_TOKENIZER
+    return {"type": "hf-clip", "config": data, "weights": "encoder.safetensors"}
+
+
+def _own_encoder_and_prior(source: Path, work: Path, registry: Any, space: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A text-to-image folder's own prior: its CLIP text tower and PriorTransformer."""
+    settings = prior_settings(source, PRIOR_PARTS[1:2] + PRIOR_PARTS[0:1] + PRIOR_PARTS[2:],
+                              scheduler_classes=("DDPMScheduler",))
+    check_tokenizer(source / PRIOR_PARTS[0])
+    _copy_tokenizer(source / PRIOR_PARTS[0], work, PRIOR_TOKENIZER)
+    encoder_config, null_state = write_encoder(
+        registry, source, work, settings["encoder"], parts=("prior_text_encoder", "image_encoder"),
+        tokenizer=PRIOR_TOKENIZER, embedding_space=space,
+    )
+    prior = {**settings["prior"], "embedding_space": space}
+    write_prior(registry, source, work, prior, null_state, part="prior")
+    scheduler = read_json(source / "prior_scheduler" / "scheduler_config.json")
+    saved = {k: v for k, v in scheduler.items() if not k.startswith("_")}
+    return _encoder_slot(encoder_config), {
+        "type": "diffusion-prior",
+        "config": {k: v for k, v in prior.items() if v is not None},
+        "weights": "prior.safetensors",
+        "guidance_scale": 4.0,
+        "candidates": 1,
+        "null_caption": "empty",
+        "sampler": {"type": "diffusers-saved-scheduler",
+                    "config": {"scheduler": scheduler.get("_class_name", "DDPMScheduler"), "scheduler_config": saved, "steps": 25}},
+    }
+
+
+def _write_decoder(source: Path, work: Path, registry: Any, settings: dict[str, Any]) -> None:
+    decoder, _ = build_component(registry, "decoder", "stable-unclip-decoder", settings["decoder"], work, meta=True)
+    check_same_config("unet", read_json(source / "unet" / "config.json"), decoder.unet)
+    state = {
+        **_prefixed("unet", read_weights(source / "unet")),
+        **_prefixed("image_normalizer", read_weights(source / "image_normalizer")),
+        **_prefixed("captions.model", read_weights(source / "text_encoder")),
+    }
+    _fits(decoder, state, "unet/, image_normalizer/ and text_encoder/")
+    atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": FORMAT})
+
+
+def _write_autoencoder(source: Path, work: Path, registry: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The VAE as the ``kl`` autoencoder; returns its settings."""
+    fields = registry.get("autoencoder", "kl").config_model.model_fields
+    config = {k: v for k, v in settings.items() if k in fields}
+    autoencoder, _ = build_component(registry, "autoencoder", "kl", config, work, meta=True)
+    check_same_config("vae", read_json(source / "vae" / "config.json"), autoencoder.model)
+    state = _prefixed("model", read_weights(source / "vae"))
+    _fits(autoencoder, state, "vae/")
+    atomic_save_safetensors(state, work / "autoencoder.safetensors", {"source": str(source), "format": FORMAT})
+    return config
+
+
+def import_stable_unclip(
+    source: str | Path, out: str | Path | None = None, *, prior: str | Path | None = None,
+    embedding_space: str | None = None, force: bool = False, registry: Any = None,
+) -> Path:
+    """Convert a diffusers Stable unCLIP folder into ``out`` (default ``./<folder name>-unclip``):
+    ``stable-unclip.yaml``, ``encoder|prior|decoder|autoencoder.safetensors``, ``tokenizer/`` and
+    ``prior_tokenizer/``. Returns the recipe's path. Raises a one-line :class:`UnclipError`."""
+    registry = registry or default_registry()
+    if out is not None and not str(out).strip():
+        raise InputError("--out is empty; give the folder to write")
+    source = Path(source).expanduser().resolve()
+    kind = folder_kind(source)
+    if kind == IMAGE_TO_IMAGE and prior is None:
+        raise InputError(
+            f"{source} is a {IMAGE_TO_IMAGE} folder (an image encoder, no prior): give --prior RECIPE, a recipe "
+            "whose prior samples the embeddings the decoder reads (e.g. one `unclip import karlo` wrote)"
+        )
+    prior_recipe = _prior_recipe(prior, registry) if prior is not None else None
+    out = Path(out).expanduser() if out is not None else Path.cwd() / f"{source.name}-unclip"
+    out = out.resolve()
+    check_output_folder(out, source, force=force, marker=RECIPE_NAME, command="unclip import stable-unclip",
+                        source_name="the Stable unCLIP folder")
+    settings = decoder_settings(source)
+    settings["decoder"]["embedding_space"] = embedding_space
+    check_tokenizer(source / "tokenizer")
+
+    with staged_folder(out) as work:
+        _copy_tokenizer(source / "tokenizer", work, "tokenizer")
+        if prior_recipe is not None:
+            encoder_slot, prior_slot = _encoder_and_prior_from_recipe(prior_recipe, source, kind, work, registry)
+        else:
+            encoder_slot, prior_slot = _own_encoder_and_prior(source, work, registry, embedding_space)
+        _write_decoder(source, work, registry, settings)
+        autoencoder = _write_autoencoder(source, work, registry, settings["autoencoder"])
+        decoder = {k: v for k, v in settings["decoder"].items() if v is not None}
+        data = {
+            "name": source.name,
+            "description": f"Stable unCLIP ({source.name}) imported by `unclip import stable-unclip`: diffusers' {kind}"
+            + (f", prior from {prior_recipe.source}" if prior_recipe is not None else "") + ", same weights, same sampling.",
+            "encoder": encoder_slot,
+            "prior": prior_slot,
+            "decoder": {
+                "type": "stable-unclip-decoder",
+                "config": decoder,
+                "weights": "decoder.safetensors",
+                "guidance_scale": 10.0,
+                "null_caption": "empty",
+                "sampler": {"type": "diffusers-saved-scheduler", "config": settings["decoder_sampler"]},
+                "autoencoder": {"type": "kl", "config": autoencoder, "weights": "autoencoder.safetensors"},
+            },
+            "runtime": {"device": "cpu", "precision": "auto"},
+        }
+        header = (
+            f"{run_line(out / RECIPE_NAME, DEFAULT_PROMPT)}\n"
+            f"# Stable unCLIP imported from {source} by `unclip import stable-unclip` (see docs/latent.md).\n"
+            "# Defaults are diffusers' StableUnCLIPPipeline's: guidance 4 (prior) and 10 (decoder), 25/20 steps,\n"
+            "# noise_level 0. With runtime.precision=fp32 runtime.memory_format=contiguous and the same seed,\n"
+            "# the images match diffusers' within 1e-4.\n"
+        )
+        (work / RECIPE_NAME).write_text(header + yaml.safe_dump(data, sort_keys=False, width=100), encoding="utf-8")
+        try:
+            validate_recipe(data, registry, base_dir=work, source=work / RECIPE_NAME)
+        except RecipeError as exc:
+            raise UnclipError(f"the imported recipe does not validate: {' '.join(str(exc).split())}") from None
+    return out / RECIPE_NAME
