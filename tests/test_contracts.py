@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
@@ -53,6 +54,10 @@ TINY_HF_CLIP = {
 """A tiny ``hf-clip`` encoder (the tokenizer folder holds a 65-token vocabulary)."""
 
 
+TINY_LATENT = yaml.safe_load((Path(__file__).parent / "recipes" / "tiny-latent.yaml").read_text())
+"""A Kandinsky 2.2 decoder over a VQ autoencoder, in tiny sizes."""
+
+
 def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, str], dict]:
     """Tiny settings for every built-in component, mostly from tests/recipes/tiny.yaml."""
     recipe = tiny_recipe_data
@@ -90,6 +95,10 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
         ("dataset", "image-folder"): {"root": str(folder), "size": 16},
         ("dataset", "shards"): {"urls": str(shards / "00000.tar"), "size": 16},
         ("evaluation", "shapes"): {"prompts_per_group": 2, "diversity_prompts": 1},
+        ("decoder", "kandinsky22-decoder"): TINY_LATENT["decoder"]["config"],
+        ("autoencoder", "vq"): TINY_LATENT["decoder"]["autoencoder"]["config"],
+        ("autoencoder", "kl"): {"block_out_channels": [16, 32], "down_block_types": ["DownEncoderBlock2D"] * 2,
+                                "up_block_types": ["UpDecoderBlock2D"] * 2, "norm_num_groups": 8},
     }
 
 
@@ -121,6 +130,9 @@ def test_every_built_in_component_has_tiny_settings_here(registry, tiny_settings
         ("dataset", "image-folder"),
         ("dataset", "shards"),
         ("evaluation", "shapes"),
+        ("decoder", "kandinsky22-decoder"),
+        ("autoencoder", "vq"),
+        ("autoencoder", "kl"),
     ],
 )
 def test_built_in_component_keeps_the_contract(registry, tiny_settings, kind, name):

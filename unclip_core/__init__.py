@@ -17,8 +17,8 @@ _LAZY: dict[str, str] = {
     **{
         name: "unclip_core.interfaces"
         for name in (
-            "Component", "ComponentConfig", "Declared", "Decoder", "DecoderCondition", "Denoiser",
-            "DiffusionModel", "Encoder", "Prior", "PriorCondition", "Sampler", "StepInfo",
+            "Autoencoder", "Component", "ComponentConfig", "Declared", "Decoder", "DecoderCondition", "Denoiser",
+            "DiffusionModel", "Encoder", "LatentDecoder", "Prior", "PriorCondition", "Sampler", "StepInfo",
             "TextEncoding", "Upsampler", "UpsamplerCondition",
         )
     },
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from unclip_core.errors import CheckpointError, InputError, PluginError, RecipeError, UnclipError
     from unclip_core.hookspecs import hookimpl
     from unclip_core.interfaces import (
-        Component, ComponentConfig, Declared, Decoder, DecoderCondition, Denoiser, DiffusionModel,
-        Encoder, Prior, PriorCondition, Sampler, StepInfo, TextEncoding, Upsampler, UpsamplerCondition,
+        Autoencoder, Component, ComponentConfig, Declared, Decoder, DecoderCondition, Denoiser, DiffusionModel,
+        Encoder, LatentDecoder, Prior, PriorCondition, Sampler, StepInfo, TextEncoding, Upsampler, UpsamplerCondition,
     )
     from unclip_core.recipe.assemble import load_pipeline

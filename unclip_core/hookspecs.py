@@ -43,6 +43,12 @@ def register_upsamplers(register):
 
 
 @hookspec
+def register_autoencoders(register):
+    """Register autoencoders a latent decoder denoises in (:class:`~unclip_core.interfaces.Autoencoder`),
+    named by a recipe's ``decoder.autoencoder`` slot."""
+
+
+@hookspec
 def register_samplers(register):
     """Register reverse-diffusion samplers (:class:`~unclip_core.interfaces.Sampler`)."""
 
@@ -75,6 +81,7 @@ HOOK_FOR_KIND = {
     "decoder": "register_decoders",
     "upsampler": "register_upsamplers",
     "sampler": "register_samplers",
+    "autoencoder": "register_autoencoders",
     "dataset": "register_datasets",
     "evaluation": "register_evaluations",
 }

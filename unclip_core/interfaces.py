@@ -32,8 +32,10 @@ from unclip_core.errors import UnclipError
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-Kind = Literal["encoder", "prior", "decoder", "upsampler", "sampler"]
+Kind = Literal["encoder", "prior", "decoder", "upsampler", "sampler", "autoencoder"]
 KINDS: tuple[Kind, ...] = ("encoder", "prior", "decoder", "upsampler", "sampler")
+"""The five kinds a recipe's stages are made of; an ``autoencoder`` is a slot of a latent
+decoder (``decoder.autoencoder``), not a stage of its own."""
 
 PredictionType = Literal["eps", "x0", "v"]
 VarianceType = Literal["fixed_small", "fixed_large", "learned_range"]
@@ -59,6 +61,14 @@ class Declared:
     """Side of the low-resolution image an upsampler conditions on."""
     needs_sampler: bool | None = None
     """Priors: whether the stage must name a sampler (diffusion) or must not (autoregressive)."""
+    latent: bool | None = None
+    """Decoders: True for a latent decoder (:class:`LatentDecoder`), which denoises in an
+    autoencoder's latent space and needs the recipe slot ``decoder.autoencoder``."""
+    latent_channels: int | None = None
+    """Latent decoders: channels of the latents they denoise; autoencoders: channels of the
+    latents they make. The two must agree."""
+    downscale: int | None = None
+    """Autoencoders: pixels per latent cell along each side (the latent is ``s / downscale``)."""
     inpainting: bool | None = None
     """Decoders: whether the model reads a known image and a repaint mask as extra input
     channels (a trained inpainting decoder; :class:`DecoderCondition`'s ``inpaint_*``), so
@@ -206,6 +216,13 @@ class DecoderCondition:
     inpaint_mask: Tensor | None = None
     """``[B, 1, H, W]``, 1 (or True) where the decoder repaints, 0 where the image is known.
     Both ``inpaint_*`` None: nothing is known, i.e. ordinary generation."""
+    negative_image_embed: Tensor | None = None
+    """``[B, D]``: the image embedding classifier-free guidance's unconditional branch reads
+    in place of the model's null one (Kandinsky 2.2: the prior's sample for the negative
+    prompt). None: the unconditional branch drops the image embedding (``drop_image``)."""
+    noise_level: Tensor | None = None
+    """``[B]`` integer noise level the image embedding was noised to, for decoders trained on
+    noised embeddings (Stable unCLIP); None for the others. Kept by :meth:`unconditional`."""
     noised_image_embed: Tensor | None = None
     """For decoders that read a noise-augmented embedding (Stable unCLIP): ``[B, 2D]``, the
     image embedding noised to the decoder's noise level followed by that level's embedding,
@@ -223,6 +240,11 @@ class DecoderCondition:
         return cls(image_embed, zeros, zeros.clone(), text.embed, text.tokens, text.mask, text.null)
 
     def unconditional(self) -> "DecoderCondition":
+        if self.negative_image_embed is not None:
+            negative = dataclasses.replace(self, image_embed=self.negative_image_embed.to(self.image_embed))
+            if self.null_text is not None:
+                return dataclasses.replace(negative, **_as_caption(self.null_text))
+            return dataclasses.replace(negative, drop_text=torch.ones_like(self.drop_text))
         drop_image = torch.ones_like(self.drop_image)
         if self.null_text is not None:
             return dataclasses.replace(self, drop_image=drop_image, **_as_caption(self.null_text))
@@ -347,6 +369,48 @@ class Decoder(DiffusionModel[ConfigT, DecoderCondition]):
         unCLIP noises the image embedding here, from the call's generator, where diffusers
         draws it). The default changes nothing and draws nothing."""
         return cond
+
+
+class LatentDecoder(Decoder[ConfigT]):
+    """A decoder that denoises in an autoencoder's latent space (Kandinsky 2.2, Stable
+    unCLIP). The pipeline samples ``[B, latent_channels, s / downscale, s / downscale]``
+    through the same :class:`~unclip_core.stage.Stage` as a pixel decoder, then decodes with
+    the recipe's ``decoder.autoencoder``; ``in_channels`` is the latent's channel count and
+    ``clip_range`` is None (latents are not bounded like pixels). A subclass's config must
+    declare ``latent=True`` and ``latent_channels``."""
+
+    clip_range: float | None = None
+
+    @property
+    def in_channels(self) -> int:  # type: ignore[override]
+        return int(self.declared.latent_channels or 4)
+
+
+class Autoencoder(Component[ConfigT]):
+    """Maps images to a latent space and back, for a latent decoder (VQ like MoVQ, KL like
+    Stable Diffusion's VAE). A recipe names it in the decoder's slot ``decoder.autoencoder``."""
+
+    kind = "autoencoder"
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.declared.latent_channels)  # type: ignore[arg-type]
+
+    @property
+    def downscale(self) -> int:
+        """Pixels per latent cell along each side."""
+        return int(self.declared.downscale)  # type: ignore[arg-type]
+
+    @abstractmethod
+    def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``[B, latent_channels, H / downscale, W / downscale]`` latents of ``images``
+        ``[B, 3, H, W]`` in [-1, 1], already multiplied by the model's scaling factor. A
+        model whose encoding is a distribution samples it with ``generator`` (its mean
+        without one)."""
+
+    @abstractmethod
+    def decode(self, latents: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` images in about [-1, 1] from latents as :meth:`encode` makes them."""
 
 
 class Upsampler(DiffusionModel[ConfigT, UpsamplerCondition]):

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from unclip_core.errors import InputError
 from unclip_core.images import load_image, tensor_to_pil
-from unclip_core.interfaces import Decoder, DecoderCondition, Encoder, Prior, Sampler, StepCallback, StepInfo, TextEncoding
+from unclip_core.interfaces import Autoencoder, Decoder, DecoderCondition, Encoder, Prior, Sampler, StepCallback, StepInfo
+from unclip_core.interfaces import TextEncoding
 from unclip_core.interfaces import Upsampler, UpsamplerCondition
 from unclip_core.operations import classify as _classify
 from unclip_core.operations import inpainting as _inpainting
@@ -74,6 +75,8 @@ class Pipeline:
     inversion_follows_decoder: bool = True
     """The recipe named no ``decoder.inversion_sampler``: the registered one takes the decoder
     sampler's ``steps`` and ``timestep_spacing`` (whatever that sampler is now)."""
+    autoencoder: Autoencoder | None = None
+    """A latent decoder's autoencoder (the recipe's ``decoder.autoencoder``); None for a pixel decoder."""
 
     @property
     def device(self) -> torch.device:
@@ -87,6 +90,42 @@ class Pipeline:
     @property
     def base_size(self) -> int:
         return int(self.decoder.declared.image_size)
+
+    @property
+    def latent(self) -> bool:
+        """Whether the decoder denoises in the autoencoder's latent space."""
+        return bool(self.decoder.declared.latent)
+
+    def decoder_shape(self, batch: int) -> tuple[int, int, int, int]:
+        """What the decoder stage samples: ``[B, 3, s, s]`` pixels, or for a latent decoder
+        ``[B, latent_channels, s / downscale, s / downscale]`` latents."""
+        if not self.latent:
+            return (batch, self.decoder.in_channels, self.base_size, self.base_size)
+        autoencoder = self._autoencoder()
+        side = self.base_size // autoencoder.downscale
+        return (batch, autoencoder.latent_channels, side, side)
+
+    def _autoencoder(self) -> Autoencoder:
+        if self.autoencoder is None:
+            raise InputError(f"decoder {type(self.decoder).__name__} denoises in latent space but the pipeline has no autoencoder")
+        return self.autoencoder
+
+    def to_pixels(self, x: Tensor) -> Tensor:
+        """The decoder stage's output as images in [-1, 1] (a latent decoder's through its autoencoder)."""
+        if self.latent:
+            autoencoder = self._autoencoder()
+            with running(self.settings.precision, self.device, autoencoder):
+                x = autoencoder.decode(x.to(self.device))
+        return x.float().clamp(-1, 1)
+
+    def to_latents(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Images ``[B, 3, s, s]`` in [-1, 1] as the decoder stage's variable: the images
+        themselves, or a latent decoder's autoencoder's encoding of them."""
+        if not self.latent:
+            return images.to(self.device).float()
+        autoencoder = self._autoencoder()
+        with running(self.settings.precision, self.device, autoencoder):
+            return autoencoder.encode(images.to(self.device), generator).float()
 
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(int(seed))
@@ -155,13 +194,15 @@ class Pipeline:
                 raise InputError("drop_image needs a caption: with neither image embedding nor caption there is nothing to draw")
             cond.drop_image = torch.ones_like(cond.drop_image)
         if inpaint is not None:
+            if self.latent:
+                raise InputError("inpainting with a latent decoder is not supported yet; use a recipe with a pixel decoder")
             known, repaint = (value.to(self.device).float().expand(image_embed.shape[0], -1, -1, -1) for value in inpaint)
             cond.inpaint_image, cond.inpaint_mask = known, repaint
-        shape = (image_embed.shape[0], self.decoder.in_channels, self.base_size, self.base_size)
         x = self.stage("decoder").sample(
-            cond, shape, generator, x_T=x_T, sampler=sampler, guidance_scale=guidance_scale, callback=callback
+            cond, self.decoder_shape(image_embed.shape[0]), generator, x_T=x_T, sampler=sampler,
+            guidance_scale=guidance_scale, callback=callback,
         )
-        return x.float().clamp(-1, 1)
+        return self.to_pixels(x)
 
     def upsample(
         self, images: Tensor, generator: torch.Generator, callback: StepCallback | None = None, *,

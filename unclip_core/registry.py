@@ -36,8 +36,8 @@ from unclip_core.hookspecs import HOOK_FOR_KIND, PROJECT
 from unclip_core.importing import Importer
 from unclip_core.interfaces import KINDS, ComponentConfig
 
-REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "dataset", "evaluation")
-"""The five pipeline kinds plus training datasets and evaluations."""
+REGISTRY_KINDS: tuple[str, ...] = (*KINDS, "autoencoder", "dataset", "evaluation")
+"""The five pipeline kinds, latent decoders' autoencoders, training datasets and evaluations."""
 
 ENTRY_POINT_GROUP = PROJECT
 

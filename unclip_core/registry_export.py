@@ -28,6 +28,7 @@ SLOT_KINDS = {
     "DecoderStage": "decoder",
     "UpsamplerStage": "upsampler",
     "SamplerSlot": "sampler",
+    "AutoencoderSlot": "autoencoder",
 }
 
 

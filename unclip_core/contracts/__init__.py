@@ -22,7 +22,7 @@ What is checked (see each function for details):
   declares (:func:`check_kind`, :func:`check_declared_matches`);
 * per kind: tensor shapes, norms and dtypes, guidance, conditioning flags, best-of-N, the
   sampler's loop (:func:`check_encoder`, :func:`check_prior`, :func:`check_decoder`,
-  :func:`check_upsampler`, :func:`check_sampler`, :func:`check_dataset`);
+  :func:`check_upsampler`, :func:`check_sampler`, :func:`check_autoencoder`, :func:`check_dataset`);
 * same seed, same result, whatever torch's global RNG holds (:func:`check_determinism`);
 * weights saved as safetensors load into a fresh build and give identical outputs
   (:func:`check_state_dict_roundtrip`);
@@ -38,6 +38,7 @@ everything public is importable from this package.
 """
 from __future__ import annotations
 
+from unclip_core.contracts.autoencoder import check_autoencoder
 from unclip_core.contracts.dataset import check_dataset
 from unclip_core.contracts.declared import check_declared_matches
 from unclip_core.contracts.decoder import check_decoder
@@ -56,6 +57,7 @@ from unclip_core.contracts.weights import check_state_dict_roundtrip
 
 __all__ = [
     "ExactDenoiser",
+    "check_autoencoder",
     "check_component",
     "check_config_dump_roundtrip",
     "check_config_rejects_unknown_settings",

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from unclip_core.contracts._support import UNKNOWN_SETTING, _dump, _label, _require
 from unclip_core.evaluation import Evaluation
-from unclip_core.interfaces import KINDS, ComponentConfig, Declared, Decoder, Encoder, Prior, Sampler, Upsampler
+from unclip_core.interfaces import KINDS, Autoencoder, ComponentConfig, Declared, Decoder, Encoder, Prior, Sampler, Upsampler
 
 
 BASE_CLASS: dict[str, type] = {
@@ -16,6 +16,7 @@ BASE_CLASS: dict[str, type] = {
     "decoder": Decoder,
     "upsampler": Upsampler,
     "sampler": Sampler,
+    "autoencoder": Autoencoder,
 }
 """The interface each pipeline kind must implement (datasets are any ``torch`` Dataset)."""
 
@@ -72,7 +73,7 @@ def check_kind(component: Any, kind: str) -> None:
     if kind == "evaluation":
         _require(isinstance(component, Evaluation), f"evaluation {type(component).__name__}", "is not an unclip_core.evaluation.Evaluation")
         return
-    _require(kind in KINDS, label, f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+    _require(kind in BASE_CLASS, label, f"unknown kind {kind!r}; kinds are {', '.join(BASE_CLASS)}")
     base = BASE_CLASS[kind]
     _require(isinstance(component, base), label, f"is registered as a {kind} but is not a {base.__name__}")
     _require(getattr(component, "kind", None) == kind, label, f"has kind {getattr(component, 'kind', None)!r}, not {kind!r}")

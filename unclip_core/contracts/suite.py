@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from unclip_core.contracts._support import _build, _generator, _require, _sampler_for
+from unclip_core.contracts.autoencoder import check_autoencoder
 from unclip_core.contracts.dataset import check_dataset
 from unclip_core.contracts.declared import check_declared_matches
 from unclip_core.contracts.decoder import check_decoder
@@ -54,6 +55,10 @@ def check_component(
         return component
     if isinstance(component, nn.Module):
         component.eval()
+    if kind == "autoencoder":
+        check_autoencoder(component)
+        check_state_dict_roundtrip(factory, config)
+        return component
     if kind == "prior":
         sampler = _sampler_for(component, sampler)
     check_declared_matches(component, sampler=sampler)

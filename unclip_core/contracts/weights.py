@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from unclip_core.contracts._support import PROMPTS, _generator, _images, _label, _perturb_state, _require, _sampler_for, _sizes, _to, _with_global_seed
 from unclip_core.contracts.inputs import _diffusion_inputs, make_text_encoding
 from unclip_core.errors import CheckpointError
-from unclip_core.interfaces import ComponentConfig, DiffusionModel, Encoder, Prior, Sampler
+from unclip_core.interfaces import Autoencoder, ComponentConfig, DiffusionModel, Encoder, Prior, Sampler
 from unclip_core.weights import load_weights, save_weights
 
 
@@ -81,4 +81,8 @@ def _outputs(component: Any, sampler: Sampler | None) -> dict[str, Tensor]:
         if isinstance(component, DiffusionModel):
             x_t, t, cond = _diffusion_inputs(component, _generator(18))
             found["forward"] = component(x_t, t, cond)
+        if isinstance(component, Autoencoder):
+            side = 4 * component.downscale
+            found["encode"] = component.encode(_images(2, side, _generator(16)).to(component.device))
+            found["decode"] = component.decode(found["encode"])
     return found

@@ -39,7 +39,7 @@ def interpolate(
         z_a = pipeline.encode_image([load_image(image_a)])
         z_b = pipeline.encode_image([load_image(image_b)])
         noise = torch.randn(
-            (1, pipeline.decoder.in_channels, pipeline.base_size, pipeline.base_size),
+            pipeline.decoder_shape(1),
             generator=pipeline.generator(seed),
             device=pipeline.device,
         )

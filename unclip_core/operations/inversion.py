@@ -57,7 +57,7 @@ def invert(pipeline: Pipeline, image: Image.Image | str | Path | Tensor) -> tupl
         z_i = pipeline.encode_image(x0)
     else:
         z_i = pipeline.encode_image([load_image(image)])
-    x_T = pipeline.stage("decoder").invert(pipeline.decoder_condition(z_i, None), x0, inversion_sampler(pipeline))
+    x_T = pipeline.stage("decoder").invert(pipeline.decoder_condition(z_i, None), pipeline.to_latents(x0), inversion_sampler(pipeline))
     return z_i, x_T.float()
 
 

@@ -70,7 +70,7 @@ def set_memory_format(pipeline: Pipeline, memory_format: str) -> Pipeline:
     """
     if memory_format not in MEMORY_FORMATS:
         raise RecipeError(f"runtime.memory_format: {memory_format!r} is not one of {sorted(MEMORY_FORMATS)}")
-    models = [pipeline.encoder, pipeline.prior, pipeline.decoder, *(u for u, _ in pipeline.upsamplers)]
+    models = [pipeline.encoder, pipeline.prior, pipeline.decoder, pipeline.autoencoder, *(u for u, _ in pipeline.upsamplers)]
     for model in models:
         if isinstance(model, torch.nn.Module):
             model.to(memory_format=MEMORY_FORMATS[memory_format])
@@ -99,6 +99,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
         upsamplers=[(_build_seeded(u, device), build_component(s)) for u, s in resolved.upsamplers],
         inversion_sampler=build_component(resolved.inversion_sampler) if resolved.inversion_sampler else None,
         inversion_follows_decoder=resolved.recipe.decoder.inversion_sampler is None,
+        autoencoder=_build_seeded(resolved.autoencoder, device) if resolved.autoencoder else None,
         settings=PipelineSettings(
             prior_guidance_scale=recipe.prior.guidance_scale,
             prior_candidates=recipe.prior.candidates,

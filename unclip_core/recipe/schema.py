@@ -8,7 +8,8 @@ capitals stand for registered components; recipes/shapes.yaml is a real recipe):
     encoder:   {type: ENCODER, config: {...}, weights: clip.safetensors}
     prior:     {type: PRIOR, config: {...}, weights: prior.safetensors,
                 guidance_scale: 4.0, candidates: 2, sampler: {type: SAMPLER, config: {steps: 25}}}
-    decoder:   {type: DECODER, ..., guidance_scale: 3.0, sampler: {type: SAMPLER, ...}}
+    decoder:   {type: DECODER, ..., guidance_scale: 3.0, sampler: {type: SAMPLER, ...},
+                autoencoder: {type: AUTOENCODER, config: {...}, weights: movq.safetensors}}
     upsamplers:
       - {type: UPSAMPLER, ..., sampler: {type: SAMPLER, config: {steps: 20}}}
     runtime:   {device: cpu, precision: fp32, memory_format: channels_last}
@@ -71,8 +72,17 @@ INVERSION_SAMPLER_HELP = (
 )
 
 
+class AutoencoderSlot(ComponentSlot):
+    """The autoencoder a latent decoder denoises in (VQ like MoVQ, KL like Stable Diffusion's VAE)."""
+
+
 class DecoderStage(ComponentSlot):
     sampler: SamplerSlot = Field(description="Sampler for the decoder.")
+    autoencoder: AutoencoderSlot | None = Field(
+        default=None,
+        description="Latent decoders only: the autoencoder whose latents the decoder denoises (decodes its output, "
+        "encodes images for img2img and variations).",
+    )
     inversion_sampler: SamplerSlot | None = Field(default=None, description=INVERSION_SAMPLER_HELP)
     guidance_scale: float = Field(
         default=3.0, ge=0, description="Classifier-free guidance on image embedding and caption together."

@@ -62,6 +62,8 @@ class ResolvedRecipe:
     inversion_sampler: ResolvedComponent | None = None
     """``decoder.inversion_sampler``, or the sampler registered for inversion; None when the
     recipe names none and no plugin registers one (only inverting operations then fail)."""
+    autoencoder: ResolvedComponent | None = None
+    """``decoder.autoencoder``: a latent decoder's autoencoder; None for a pixel decoder."""
 
     @property
     def digest(self) -> str:
@@ -297,6 +299,11 @@ def validate_recipe(
         decoder_raw.get("inversion_sampler"), "decoder.inversion_sampler", decoder_sampler, registry, base_dir, problems
     )
 
+    autoencoder = _resolve_component(
+        decoder_raw.get("autoencoder"), "autoencoder", "decoder.autoencoder", registry, base_dir, problems
+    )
+    _check_autoencoder(decoder, decoder_raw.get("autoencoder"), autoencoder, problems)
+
     upsamplers: list[tuple[ResolvedComponent | None, ResolvedComponent | None]] = []
     raw_ups = data.get("upsamplers", [])
     if raw_ups is None:
@@ -330,7 +337,36 @@ def validate_recipe(
         decoder_sampler=decoder_sampler,
         upsamplers=[(u, s) for u, s in upsamplers if u and s],
         inversion_sampler=inversion_sampler,
+        autoencoder=autoencoder,
     )
+
+
+def _check_autoencoder(
+    decoder: ResolvedComponent | None, raw: Any, autoencoder: ResolvedComponent | None, problems: Problems
+) -> None:
+    """A latent decoder needs ``decoder.autoencoder`` and a pixel decoder takes none; the
+    autoencoder's latent channels must be the decoder's, and the image side a multiple of
+    its downscale."""
+    if decoder is None:
+        return
+    declared, name = decoder.declared, decoder.spec.name
+    if not declared.latent:
+        if raw is not None:
+            problems.append(("decoder.autoencoder", f"decoder {name!r} draws pixels; it takes no autoencoder (remove the slot)"))
+        return
+    if raw is None:
+        problems.append(("decoder.autoencoder", f"decoder {name!r} denoises in latent space and needs an autoencoder; "
+                         "name one (`unclip plugins` lists the autoencoders)"))
+        return
+    if autoencoder is None:
+        return
+    made = autoencoder.declared
+    if made.latent_channels is not None and declared.latent_channels is not None and made.latent_channels != declared.latent_channels:
+        problems.append(("decoder.autoencoder", f"autoencoder {autoencoder.spec.name!r} makes {made.latent_channels}-channel "
+                         f"latents but decoder {name!r} denoises {declared.latent_channels}-channel ones"))
+    if made.downscale and declared.image_size and declared.image_size % made.downscale:
+        problems.append(("decoder.autoencoder", f"decoder image_size {declared.image_size} is not a multiple of the "
+                         f"autoencoder's downscale {made.downscale}"))
 
 
 def _dedupe(problems: Problems) -> Problems:
