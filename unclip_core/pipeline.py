@@ -176,6 +176,18 @@ class Pipeline:
     def decoder_condition(self, image_embed: Tensor, text: TextEncoding | None) -> DecoderCondition:
         return DecoderCondition.build(image_embed.to(self.device), self._null_for(text, self.settings.decoder_null_caption))
 
+    def decoder_text(
+        self, prompts: Sequence[str], text: TextEncoding | None, negative_prompt: Sequence[str] | None = None
+    ) -> TextEncoding | None:
+        """The captions as the decoder reads them: ``text`` (the encoder's encoding), or the
+        decoder's own encoding of ``prompts`` where it has a caption encoder (Stable unCLIP),
+        with the negative prompts (``""`` without) as guidance's unconditional caption."""
+        with running(self.settings.precision, self.device, self.decoder):
+            own = self.decoder.encode_captions(list(prompts))
+            if own is None:
+                return text
+            return own.with_null(self.decoder.encode_captions(list(negative_prompt or [""] * len(prompts))))
+
     def decode(
         self, image_embed: Tensor, text: TextEncoding | None, generator: torch.Generator, *, x_T: Tensor | None = None,
         sampler: Sampler | None = None, guidance_scale: float | None = None, callback: StepCallback | None = None,
@@ -198,6 +210,8 @@ class Pipeline:
                 raise InputError("inpainting with a latent decoder is not supported yet; use a recipe with a pixel decoder")
             known, repaint = (value.to(self.device).float().expand(image_embed.shape[0], -1, -1, -1) for value in inpaint)
             cond.inpaint_image, cond.inpaint_mask = known, repaint
+        with torch.no_grad():
+            cond = self.decoder.prepare_condition(cond, generator)  # draws before x_T, as diffusers does
         x = self.stage("decoder").sample(
             cond, self.decoder_shape(image_embed.shape[0]), generator, x_T=x_T, sampler=sampler,
             guidance_scale=guidance_scale, callback=callback,
@@ -227,8 +241,12 @@ class Pipeline:
         *,
         generator: Any = None,
         on_step: Callable[[str, StepInfo], None] | None = None,
+        negative_prompt: Sequence[str] | None = None,
     ) -> Tensor:
         """Text → images ``[len(prompts)·n, 3, H, W]`` in [-1, 1] (prompt-major order).
+
+        ``negative_prompt``: one per prompt, guidance's unconditional caption for the decoder
+        in place of ``""`` (diffusers' StableUnCLIPPipeline; its prior keeps ``""``).
 
         ``generator``: draw from this in place of ``seed``'s (``unclip serve`` passes a
         :class:`~unclip_core.diffusion.row_generators.RowGenerators` to batch requests).
@@ -242,10 +260,23 @@ class Pipeline:
         def stage(name: str) -> StepCallback | None:
             return None if on_step is None else (lambda info: on_step(name, info))
 
+        negative_prompt = self._negatives(prompts, negative_prompt)
         text = self.encode_text(prompts).repeat_interleave(n)  # each prompt encoded once
         image_embed = self.sample_prior(text, generator, stage("prior"))
-        base = self.decode(image_embed, text, generator, callback=stage("decoder"))
+        captions = self.decoder_text(prompts, None, negative_prompt)
+        captions = text if captions is None else captions.repeat_interleave(n)
+        base = self.decode(image_embed, captions, generator, callback=stage("decoder"))
         return self.upsample(base, generator, stage("upsampler"))
+
+    @staticmethod
+    def _negatives(prompts: list[str], negative_prompt: Sequence[str] | str | None) -> list[str] | None:
+        """One negative prompt per prompt (a single string serves them all), or None."""
+        if negative_prompt is None:
+            return None
+        negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+        if len(negatives) != len(prompts) or not all(isinstance(text, str) for text in negatives):
+            raise InputError(f"negative_prompt must be one text per prompt ({len(prompts)}), got {negative_prompt!r}"[:200])
+        return negatives
 
     def generate(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> list[Image.Image]:
         """Text → ``n`` PIL images per prompt (prompt-major order). Same seed, same images."""

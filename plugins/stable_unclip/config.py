@@ -114,4 +114,5 @@ class StableUnclipDecoderConfig(ComponentConfig):
         return int(self.unet.get("in_channels", 4))
 
     def declares(self) -> Declared:
-        return Declared(embed_dim=self.embed_dim, image_size=self.image_size, embedding_space=self.embedding_space)
+        return Declared(embed_dim=self.embed_dim, image_size=self.image_size, embedding_space=self.embedding_space,
+                        latent=True, latent_channels=self.latent_channels)

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from unclip_core import Decoder, DecoderCondition, InputError, NoiseSchedule, TextEncoding
+from unclip_core import DecoderCondition, InputError, NoiseSchedule, TextEncoding
+from unclip_core.interfaces import LatentDecoder
 
 from .captions import CaptionEncoder
 from .config import StableUnclipDecoderConfig
@@ -29,12 +30,10 @@ from .noising import noise_image_embeddings, noising_scheduler
 NAME = "stable-unclip-decoder"
 
 
-class StableUnclipDecoder(Decoder[StableUnclipDecoderConfig]):
+class StableUnclipDecoder(LatentDecoder[StableUnclipDecoderConfig]):
     """SD's UNet on noise-augmented CLIP image embeddings, with SD's caption encoder."""
 
-    clip_range = None  # latents are not bounded
     variance_type = "fixed_small"
-    latent = True
 
     def __init__(self, config: StableUnclipDecoderConfig):
         super().__init__(config)
@@ -42,7 +41,6 @@ class StableUnclipDecoder(Decoder[StableUnclipDecoderConfig]):
         from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
 
         self.prediction_type = config.prediction_type
-        self.in_channels = config.latent_channels
         self._schedule = NoiseSchedule.from_name(
             config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
         )
