@@ -54,6 +54,20 @@ TINY_HF_CLIP = {
 """A tiny ``hf-clip`` encoder (the tokenizer folder holds a 65-token vocabulary)."""
 
 
+TINY_STABLE_UNCLIP = {
+    "unet": {
+        "sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64], "layers_per_block": 1,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "attention_head_dim": [2, 4], "class_embed_type": "projection", "projection_class_embeddings_input_dim": 32,
+        "cross_attention_dim": 32, "use_linear_projection": True,
+    },
+    "text_encoder": {k: v for k, v in TINY_HF_CLIP["text_config"].items() if k != "projection_dim"},
+    "tokenizer": TINY_HF_CLIP["tokenizer"],
+    "image_size": 8,
+    "noise_level": 100,
+}
+"""A tiny ``stable-unclip-decoder`` (16-dim embeddings, SD's caption tower 32 wide)."""
+
 TINY_LATENT = yaml.safe_load((Path(__file__).parent / "recipes" / "tiny-latent.yaml").read_text())
 """A Kandinsky 2.2 decoder over a VQ autoencoder, in tiny sizes."""
 
@@ -97,6 +111,10 @@ def _tiny_settings(tiny_recipe_data: dict, tmp_path_factory) -> dict[tuple[str, 
         ("evaluation", "shapes"): {"prompts_per_group": 2, "diversity_prompts": 1},
         ("decoder", "kandinsky22-decoder"): TINY_LATENT["decoder"]["config"],
         ("autoencoder", "vq"): TINY_LATENT["decoder"]["autoencoder"]["config"],
+        ("decoder", "stable-unclip-decoder"): TINY_STABLE_UNCLIP,
+        ("sampler", "diffusers-saved-scheduler"): {
+            "scheduler": "DDIMScheduler", "scheduler_config": {"beta_schedule": "squaredcos_cap_v2"}, "steps": 3,
+        },
         ("autoencoder", "kl"): {"block_out_channels": [16, 32], "down_block_types": ["DownEncoderBlock2D"] * 2,
                                 "up_block_types": ["UpDecoderBlock2D"] * 2, "norm_num_groups": 8},
     }
@@ -131,12 +149,14 @@ def test_every_built_in_component_has_tiny_settings_here(registry, tiny_settings
         ("dataset", "shards"),
         ("evaluation", "shapes"),
         ("decoder", "kandinsky22-decoder"),
+        ("decoder", "stable-unclip-decoder"),
+        ("sampler", "diffusers-saved-scheduler"),
         ("autoencoder", "vq"),
         ("autoencoder", "kl"),
     ],
 )
 def test_built_in_component_keeps_the_contract(registry, tiny_settings, kind, name):
-    if name == "hf-clip":
+    if name in ("hf-clip", "stable-unclip-decoder"):
         pytest.importorskip("transformers")
     spec = registry.get(kind, name)
     config = spec.config_model.model_validate(tiny_settings[(kind, name)])

@@ -9,6 +9,9 @@ unCLIP's DDPM prior and DDIM decoder schedulers) needs the scheduler as saved: b
 it — ``set_timesteps``, x_T times ``init_noise_sigma``, per timestep ``scale_model_input`` →
 model → ``step`` with the call's generator (and ``eta``) — its own clipping and float32
 arithmetic included. Its noise schedule must be the model's: checked before the first step.
+The prediction type and a learned variance are the model's facts, so the scheduler is told
+the model's (an importer writes the same values; a scheduler without learned variances gets
+the prediction alone).
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from unclip_core.errors import UnclipError
 from unclip_core.importing import IGNORED_CONFIG_KEYS
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
-from ._common import initial_noise, timestep_batch
-from .diffusers_adapter import _check_step_kwargs, _parameters, scheduler_class
+from ._common import initial_noise, split_output, timestep_batch
+from .diffusers_adapter import DIFFUSERS_PREDICTION, _check_step_kwargs, _parameters, _variance_setting, scheduler_class
 
 SCHEDULE_TOLERANCE = 1e-5
 """How far the scheduler's float32 ᾱ may be from the model's (float32 rounding of the same
@@ -53,10 +56,16 @@ class SavedSchedulerConfig(ComponentConfig):
         return self
 
 
-def build_scheduler(config: SavedSchedulerConfig) -> Any:
-    """A fresh scheduler (they keep per-run state) from the saved settings."""
+def build_scheduler(config: SavedSchedulerConfig, model: Denoiser | None = None) -> Any:
+    """A fresh scheduler (they keep per-run state) from the saved settings; with ``model``,
+    told the model's prediction type and (learned) variance, which are the model's facts."""
     cls = scheduler_class(config.scheduler)
     settings = {k: v for k, v in config.scheduler_config.items() if k not in IGNORED_CONFIG_KEYS}
+    params = _parameters(cls.__init__)
+    if model is not None and "prediction_type" in params:
+        settings["prediction_type"] = DIFFUSERS_PREDICTION[model.prediction_type]
+    if model is not None and _variance_setting(params, model.variance_type) == "learned_range":
+        settings["variance_type"] = "learned_range"
     known = _parameters(cls.__init__)
     unknown = sorted(k for k in settings if k not in known)
     if unknown:
@@ -83,7 +92,7 @@ class SavedSchedulerSampler(Sampler[SavedSchedulerConfig]):
         config = self.config
         label = f"sampler 'diffusers-saved-scheduler' ({config.scheduler})"
         try:
-            scheduler = build_scheduler(config)
+            scheduler = build_scheduler(config, denoiser)
         except ValueError as exc:
             raise UnclipError(f"{label}: {exc}") from None
         self._check_schedule(scheduler, denoiser, label)
@@ -95,10 +104,13 @@ class SavedSchedulerSampler(Sampler[SavedSchedulerConfig]):
         if "generator" in _parameters(scheduler.step):
             step_kwargs["generator"] = generator
         timesteps = list(scheduler.timesteps)
+        learned = denoiser.variance_type == "learned_range"
         x = initial_noise(shape, denoiser, generator, x_T) * scheduler.init_noise_sigma
         for index, t in enumerate(timesteps):
             model_in = scheduler.scale_model_input(x, t)
             out = denoiser(model_in, timestep_batch(int(t), model_in))
+            if learned and getattr(scheduler.config, "variance_type", None) != "learned_range":
+                out = split_output(out, model_in, "learned_range")[0]  # a scheduler without learned variances
             x = scheduler.step(out, t, x, **step_kwargs, return_dict=False)[0]
             if callback is not None:
                 callback(StepInfo(index, len(timesteps), int(t), x))

@@ -148,4 +148,7 @@ def _diffusion_inputs(model: Any, generator: torch.Generator) -> tuple[Tensor, T
         image_embed = torch.nn.functional.normalize(torch.randn(batch, embed_dim, generator=generator), dim=-1)
         text = make_text_encoding(batch, embed_dim, length, width, generator) if declared.text_width is not None else None
         cond = DecoderCondition.build(image_embed, text)
+        cond = map_tensors(cond, lambda tensor: tensor.to(device))
+        with torch.no_grad():
+            cond = model.prepare_condition(cond, generator)  # what the pipeline draws before x_T
     return x_t.to(device), _timesteps(model.schedule, batch, device), map_tensors(cond, lambda tensor: tensor.to(device))

@@ -324,7 +324,8 @@ def validate_recipe(
 
     if problems:
         raise RecipeError(_dedupe(problems), label)
-    recipe = Recipe.model_validate(data)  # cannot fail: every part passed above
+    # cannot fail: every part passed above (``upsamplers: null`` reads as none, as checked there)
+    recipe = Recipe.model_validate({**data, "upsamplers": raw_ups} if "upsamplers" in data else data)
     assert encoder and prior and decoder and decoder_sampler
     return ResolvedRecipe(
         recipe=recipe,
