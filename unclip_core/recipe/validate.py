@@ -185,12 +185,18 @@ def resolve_role_sampler(
     return ResolvedComponent(path, spec, config)
 
 
-def _prior_misfit(prior: ResolvedComponent | None, decoder: ResolvedComponent | None) -> str | None:
+def _prior_misfit(prior: ResolvedComponent | None, decoder: ResolvedComponent | None, enc: Declared | None) -> str | None:
     """Why the prior's image embeddings do not fit the decoder (size, or the CLIP space both
-    name), naming both slots; None when they fit or either is unknown."""
+    name), naming both slots; None when they fit, either is unknown, or the prior already
+    disagrees with the encoder (that problem is reported, and this one follows from it)."""
     if prior is None or decoder is None:
         return None
     mine, theirs = prior.declared, decoder.declared
+    if enc is not None and any(
+        getattr(enc, attr) is not None and getattr(mine, attr) is not None and getattr(enc, attr) != getattr(mine, attr)
+        for attr in ("embed_dim", "embedding_space")
+    ):
+        return None
     where = f"the prior ({prior.spec.name})"
     if mine.embed_dim is not None and theirs.embed_dim is not None and mine.embed_dim != theirs.embed_dim:
         return (f"decoder ({decoder.spec.name}) reads {theirs.embed_dim}-dim image embeddings but {where} samples "
@@ -211,7 +217,7 @@ def _check_chain(
 ) -> None:
     """Sizes must agree along text → prior → decoder → upsamplers."""
     enc = encoder.declared if encoder else None
-    misfit = _prior_misfit(prior, decoder)
+    misfit = _prior_misfit(prior, decoder, enc)
     if misfit:
         problems.append((decoder.path, misfit))  # type: ignore[union-attr]
     for stage in (prior, decoder):

@@ -1,0 +1,167 @@
+"""unclip's imported Stable unCLIP recipe against diffusers' ``StableUnCLIPPipeline``, on the same weights.
+
+For each size (``small``: diffusers' own Stable unCLIP test components, 32 px latents and
+images; ``medium``: a three-level UNet on 32 px latents under a VAE that downscales by 4, 128 px
+images, 128-wide CLIP towers and a four-layer prior) the script builds random components as
+``tests/stable_unclip_folders.py`` does, saves them, imports them with ``unclip import
+stable-unclip``, loads both pipelines from disk in this process and times them alternately (a
+warm-up each, then ``--repeats`` runs, median seconds), in fp32: ours as imported (the default
+channels-last layout) and with ``runtime.memory_format=contiguous`` (diffusers' layout, the one
+the parity tests check). It reports ours/diffusers, the largest difference of the images, and
+the peak RSS of each pipeline measured alone in a child process (ours/diffusers).
+
+Usage: ``python bench/stable_unclip_vs_diffusers.py [--sizes small,medium] [--steps 25,20]
+[--repeats 3] [--threads N] [--no-rss]``. Random weights make the images noise, but the work is the same.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from stable_unclip_folders import UNET, save_text_to_image  # noqa: E402
+
+PROMPTS = ["a red horse", "blue cat"]
+MEDIUM_EMBED = 128
+SIZES: dict[str, dict] = {
+    "small": {},
+    "medium": {
+        "unet": {
+            **UNET,
+            "block_out_channels": (64, 128, 256),
+            "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            "attention_head_dim": (4, 8, 8),
+            "layers_per_block": 2,
+            "cross_attention_dim": MEDIUM_EMBED,
+            "projection_class_embeddings_input_dim": 2 * MEDIUM_EMBED,
+        },
+        "text_encoder": {"intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4},
+        "prior_text_encoder": {"hidden_size": MEDIUM_EMBED, "projection_dim": MEDIUM_EMBED, "intermediate_size": 512,
+                               "num_hidden_layers": 4, "num_attention_heads": 4},
+        "prior": {"num_attention_heads": 4, "attention_head_dim": 32, "embedding_dim": MEDIUM_EMBED, "num_layers": 4},
+        "vae": {"block_out_channels": (32, 64, 128), "down_block_types": ("DownEncoderBlock2D",) * 3,
+                "up_block_types": ("UpDecoderBlock2D",) * 3, "sample_size": 128},
+    },
+}
+
+
+def load_ours(recipe: Path, steps: tuple[int, int], memory_format: str = "channels_last"):
+    from unclip_core.recipe.assemble import load_pipeline
+
+    return load_pipeline(recipe, [f"prior.sampler.config.steps={steps[0]}", f"decoder.sampler.config.steps={steps[1]}",
+                                  "runtime.precision=fp32", f"runtime.memory_format={memory_format}"])
+
+
+def load_diffusers(folder: Path):
+    from diffusers import StableUnCLIPPipeline
+
+    pipe = StableUnCLIPPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run_ours(pipeline, seed: int = 0) -> torch.Tensor:
+    return (pipeline.generate_tensors(PROMPTS, seed=seed) * 0.5 + 0.5).clamp(0, 1)
+
+
+def run_diffusers(pipe, steps: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    images = pipe(PROMPTS, generator=torch.Generator().manual_seed(seed), prior_num_inference_steps=steps[0],
+                  num_inference_steps=steps[1], output_type="np").images
+    return torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
+
+
+def child_rss(args: argparse.Namespace) -> None:
+    """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
+    steps = tuple(int(s) for s in args.steps.split(","))
+    root = Path(args.child_folder)
+    with torch.no_grad():
+        if args.child == "ours":
+            run_ours(load_ours(root / "imported" / "stable-unclip.yaml", steps))  # type: ignore[arg-type]
+        else:
+            run_diffusers(load_diffusers(root / "folder"), steps)  # type: ignore[arg-type]
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="small,medium", help="any of small, medium")
+    parser.add_argument("--steps", default="25,20", help="prior,decoder steps (diffusers' defaults)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        child_rss(args)
+        return
+
+    from unclip_plugins.stable_unclip.importer import import_stable_unclip
+
+    steps = tuple(int(s) for s in args.steps.split(","))
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; steps {steps}, {len(PROMPTS)} prompts, median of {args.repeats}, fp32")
+    for size in args.sizes.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            save_text_to_image(root / "folder", **SIZES[size])
+            recipe = import_stable_unclip(root / "folder", root / "imported")
+            theirs = load_diffusers(root / "folder")
+            ours = load_ours(recipe, steps)  # type: ignore[arg-type]
+            exact = load_ours(recipe, steps, "contiguous")  # type: ignore[arg-type]
+            runs = {"diffusers": lambda: run_diffusers(theirs, steps), "ours": lambda: run_ours(ours),  # type: ignore[arg-type]
+                    "exact": lambda: run_ours(exact)}
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            images: dict[str, torch.Tensor] = {}
+            with torch.no_grad():
+                for run in runs.values():
+                    run()  # warm-up
+                for _ in range(args.repeats):  # alternate, so that load on the machine hits them alike
+                    for name, run in runs.items():
+                        t0 = time.perf_counter()
+                        images[name] = run()
+                        times[name].append(time.perf_counter() - t0)
+            median = {name: statistics.median(values) for name, values in times.items()}
+            side = images["diffusers"].shape[-1]
+            print(f"\n[{size}] {side} px images", flush=True)
+            print(f"  diffusers fp32                      {median['diffusers']:8.3f} s")
+            for name, label in (("ours", "ours fp32 (default, channels-last)"), ("exact", "ours fp32 (contiguous)")):
+                error = float((images[name] - images["diffusers"]).abs().max())
+                print(f"  {label:<35} {median[name]:8.3f} s   ours/diffusers {median[name] / median['diffusers']:.3f}   "
+                      f"max |ours - diffusers| {error:.2e}", flush=True)
+            if not args.no_rss:
+                rss = {}
+                for child in ("ours", "diffusers"):
+                    command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]
+                    if args.threads:
+                        command += ["--threads", str(args.threads)]
+                    result = subprocess.run(command, capture_output=True, text=True)
+                    if result.returncode:
+                        print(f"  peak RSS {child:<10} failed: {result.stderr.strip().splitlines()[-1]}")
+                        continue
+                    rss[child] = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+                    print(f"  peak RSS {child:<10} {rss[child]:8.0f} MiB")
+                if len(rss) == 2:
+                    print(f"  peak RSS ours/diffusers {rss['ours'] / rss['diffusers']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
