@@ -157,7 +157,7 @@ def test_validate_refuses_a_prior_of_another_embedding_space(folders):
 
 def test_importing_with_a_prior_that_does_not_fit_is_refused(folders, tmp_path):
     """An img2img folder whose decoder reads 48-dim embeddings, given a 32-dim prior: the
-    import fails with validate's one line, and writes nothing."""
+    import fails in one line naming both, and writes nothing."""
     from unclip_plugins.stable_unclip.importer import import_stable_unclip
 
     _, _, recipe = folders
@@ -165,7 +165,8 @@ def test_importing_with_a_prior_that_does_not_fit_is_refused(folders, tmp_path):
         tmp_path / "su-48", unet={**UNET, "projection_class_embeddings_input_dim": 96},
         image_encoder={"projection_dim": 48},
     )
-    with pytest.raises(UnclipError, match=r"does not validate: .*reads 48-dim image embeddings but the prior") as error:
+    with pytest.raises(UnclipError, match=r"the prior \(diffusion-prior\) samples 32-dim image embeddings but the decoder "
+                       r"of su-48 \(stable-unclip-decoder\) reads 48-dim ones") as error:
         import_stable_unclip(wide, tmp_path / "out", prior=recipe)
     assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
 

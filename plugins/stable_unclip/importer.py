@@ -109,12 +109,28 @@ def _copy_tokenizer(folder: Path, work: Path, name: str) -> None:
         raise InputError(f"{folder.name}/: cannot copy it ({' '.join(str(exc).split())})") from None
 
 
+def _check_fit(recipe: ResolvedRecipe, source: Path, decoder: dict[str, Any]) -> None:
+    """The recipe's prior samples what the folder's decoder reads: one line naming both, as
+    ``recipe validate`` says it, before anything is written."""
+    mine = recipe.prior.declared
+    size = int(decoder["unet"]["projection_class_embeddings_input_dim"]) // 2
+    space = decoder.get("embedding_space")
+    where = f"--prior {recipe.source}: the prior ({recipe.prior.spec.name})"
+    if mine.embed_dim is not None and mine.embed_dim != size:
+        raise InputError(f"{where} samples {mine.embed_dim}-dim image embeddings but the decoder of {source.name} "
+                         f"(stable-unclip-decoder) reads {size}-dim ones; choose a prior of the decoder's embedding size")
+    if space and mine.embedding_space and space != mine.embedding_space:
+        raise InputError(f"{where} samples in {mine.embedding_space!r} but the decoder of {source.name} "
+                         f"(stable-unclip-decoder) reads {space!r}; choose a prior of the decoder's embedding space")
+
+
 def _encoder_and_prior_from_recipe(
-    recipe: ResolvedRecipe, source: Path, kind: str, work: Path, registry: Any
+    recipe: ResolvedRecipe, source: Path, kind: str, work: Path, registry: Any, decoder: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The recipe's encoder (with the folder's image tower, for an img2img folder) and prior
     slots, their files copied into ``work``."""
     encoder, prior = recipe.encoder, recipe.prior
+    _check_fit(recipe, source, decoder)
     if prior.weights is None:
         raise InputError(f"--prior {recipe.source}: its prior names no weights file")
     prior_slot = {k: v for k, v in recipe.data["prior"].items()}
@@ -137,7 +153,8 @@ def _encoder_and_prior_from_recipe(
     if kind == IMAGE_TO_IMAGE:
         extra["normalize_image"] = False
     encoder_config, _ = write_encoder(
-        registry, source, work, {**settings, **towers}, parts=("", "image_encoder"), tokenizer=PRIOR_TOKENIZER,
+        registry, source, work, {**settings, **towers}, parts=(f"{recipe.source.name}'s encoder", "image_encoder"),
+        tokenizer=PRIOR_TOKENIZER,
         text_state=text_state, **extra,
     )
     return _encoder_slot(encoder_config), prior_slot
@@ -228,7 +245,9 @@ def import_stable_unclip(
     with staged_folder(out) as work:
         _copy_tokenizer(source / "tokenizer", work, "tokenizer")
         if prior_recipe is not None:
-            encoder_slot, prior_slot = _encoder_and_prior_from_recipe(prior_recipe, source, kind, work, registry)
+            encoder_slot, prior_slot = _encoder_and_prior_from_recipe(
+                prior_recipe, source, kind, work, registry, settings["decoder"]
+            )
         else:
             encoder_slot, prior_slot = _own_encoder_and_prior(source, work, registry, embedding_space)
         _write_decoder(source, work, registry, settings)
