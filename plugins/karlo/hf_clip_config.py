@@ -85,8 +85,8 @@ class HfClipConfig(ComponentConfig):
     )
     normalize: bool = Field(
         True,
-        description="Rescale the pooled text embedding to unit norm, as CLIP does; Karlo's prior and decoder "
-        "were trained on the raw projected embedding, so its recipe sets false.",
+        description="Rescale the pooled text and image embeddings to unit norm, as CLIP does; Karlo's and "
+        "Kandinsky 2.2's priors and decoders were trained on the raw projected embeddings, so their recipes set false.",
     )
     image_mean: tuple[float, float, float] | None = Field(
         None, description="Per-channel RGB mean of the image tower's inputs; OpenAI CLIP's when empty."

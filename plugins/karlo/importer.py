@@ -125,6 +125,62 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 
 
+def import_clip_encoder(
+    registry: Any, source: Path, settings: dict[str, Any], work: Path
+) -> tuple[Any, Any, dict[str, torch.Tensor]]:
+    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``work/tokenizer``
+    copied already, and ``image_encoder/`` where ``settings`` has a vision config), built for
+    real and saved as ``work/encoder.safetensors``. Returns ``(encoder, its config, CLIP's
+    encoding of "" as the prior's and decoder's null caption weights)``."""
+    enc_settings = {**settings, "tokenizer": "tokenizer", "normalize": False}
+    text_cfg = enc_settings.pop("text_config")
+    vision_cfg = enc_settings.pop("vision_config", None)
+    spec = registry.get("encoder", "hf-clip")
+    try:
+        encoder_config = spec.config_model.from_transformers(
+            text_cfg, vision_config=vision_cfg, tokenizer=str(work / "tokenizer"), **{
+                k: v for k, v in enc_settings.items() if k != "tokenizer"
+            }
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"text_encoder/config.json: {' '.join(str(exc).split())}") from None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            encoder = spec.build(encoder_config)
+    except UnclipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
+        raise InputError(
+            f"text_encoder/config.json: transformers cannot build the text encoder from it "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from None
+    state = _prefixed("text_encoder", read_weights(source / "text_encoder"))
+    if vision_cfg is not None:
+        state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
+    _fits(encoder, state, "text_encoder/ (and image_encoder/)")
+    encoder.load_state_dict(state, strict=True)
+    encoder.eval()
+    with torch.no_grad():
+        null = encoder.encode_text([""])
+    null_state = {
+        "null_text_embed": null.embed[0].float().contiguous(),
+        "null_text_tokens": null.tokens[0].float().contiguous(),
+        "null_text_mask": null.mask[0].contiguous(),
+    }
+    atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": "unclip-import"})
+    return encoder, encoder_config, null_state
+
+
+def import_prior(registry: Any, part: Path, settings: dict[str, Any], null_state: dict[str, torch.Tensor], work: Path) -> None:
+    """A diffusers PriorTransformer folder (``part``) as ``diffusion-prior`` weights in
+    ``work/prior.safetensors``, with ``null_state`` as its null caption."""
+    prior, _ = build_component(registry, "prior", "diffusion-prior", settings, work, meta=True)
+    check_same_config(part.name, read_json(part / "config.json"), prior.transformer)
+    state = {**_prefixed("transformer", read_weights(part)), **null_state}
+    _fits(prior, state, f"{part.name}/")
+    atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(part.parent), "format": "unclip-import"})
+
+
 def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bool = False, registry: Any = None) -> Path:
     """Convert a diffusers Karlo folder into ``out`` (default ``./<folder name>-unclip``):
     ``karlo.yaml``, ``encoder|prior|decoder|upsampler.safetensors`` and ``tokenizer/``.
@@ -146,51 +202,9 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
         except (OSError, shutil.Error) as exc:
             raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
 
-        # encoder: built for real (it encodes the null caption below)
-        enc_settings = {**settings["encoder"], "tokenizer": "tokenizer", "normalize": False}
-        text_cfg = enc_settings.pop("text_config")
-        vision_cfg = enc_settings.pop("vision_config", None)
-        spec = registry.get("encoder", "hf-clip")
-        try:
-            encoder_config = spec.config_model.from_transformers(
-                text_cfg, vision_config=vision_cfg, tokenizer=str(work / "tokenizer"), **{
-                    k: v for k, v in enc_settings.items() if k != "tokenizer"
-                }
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"text_encoder/config.json: {' '.join(str(exc).split())}") from None
-        try:
-            with torch.random.fork_rng(devices=[]):
-                encoder = spec.build(encoder_config)
-        except UnclipError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
-            raise InputError(
-                f"text_encoder/config.json: transformers cannot build the text encoder from it "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())})"
-            ) from None
-        state = _prefixed("text_encoder", read_weights(source / "text_encoder"))
-        if vision_cfg is not None:
-            state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
-        _fits(encoder, state, "text_encoder/ (and image_encoder/)")
-        encoder.load_state_dict(state, strict=True)
-        encoder.eval()
-        with torch.no_grad():
-            null = encoder.encode_text([""])
-        null_state = {
-            "null_text_embed": null.embed[0].float().contiguous(),
-            "null_text_tokens": null.tokens[0].float().contiguous(),
-            "null_text_mask": null.mask[0].contiguous(),
-        }
-        atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
-        del encoder, state
-
-        prior, _ = build_component(registry, "prior", "diffusion-prior", settings["prior"], work, meta=True)
-        check_same_config("prior", read_json(source / "prior" / "config.json"), prior.transformer)
-        state = {**_prefixed("transformer", read_weights(source / "prior")), **null_state}
-        _fits(prior, state, "prior/")
-        atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(source), "format": "unclip-karlo"})
-        del prior, state
+        encoder, encoder_config, null_state = import_clip_encoder(registry, source, settings["encoder"], work)
+        del encoder
+        import_prior(registry, source / "prior", settings["prior"], null_state, work)
 
         decoder, _ = build_component(registry, "decoder", "unclip-decoder", settings["decoder"], work, meta=True)
         check_same_config("decoder", read_json(source / "decoder" / "config.json"), decoder.unet)
