@@ -25,6 +25,8 @@ from unclip_core.interfaces import Autoencoder, Decoder, DecoderCondition, Encod
 from unclip_core.interfaces import TextEncoding, concat_conditions
 from unclip_core.interfaces import Upsampler, UpsamplerCondition
 from unclip_core.operations import classify as _classify
+from unclip_core.operations import img2img as _img2img
+from unclip_core.operations import mixing as _mixing
 from unclip_core.operations import inpainting as _inpainting
 from unclip_core.operations import interpolation as _interpolation
 from unclip_core.operations import inversion as _inversion
@@ -309,3 +311,5 @@ class Pipeline:
     text_diff = _text_diff.text_diff
     inpaint_tensors, inpaint = _inpainting.inpaint_tensors, _inpainting.inpaint
     classify, rerank = _classify.classify, _classify.rerank
+    img2img_tensors, img2img = _img2img.img2img_tensors, _img2img.img2img
+    mix_tensors, mix = _mixing.mix_tensors, _mixing.mix
