@@ -139,7 +139,8 @@ def test_validate_refuses_a_prior_of_another_embedding_size(folders):
     data["decoder"]["config"]["unet"]["projection_class_embeddings_input_dim"] = 96
     with pytest.raises(RecipeError) as error:
         _validate(data, recipe.parent)
-    assert "reads 48-dim image embeddings but the prior (diffusion-prior) samples 32-dim ones" in _one_line_naming_both(error.value)
+    text = _one_line_naming_both(error.value)
+    assert "reads image embeddings of embedding size 48 but the prior (diffusion-prior) samples embedding size 32" in text
 
 
 def test_validate_refuses_a_prior_of_another_embedding_space(folders):
@@ -165,8 +166,8 @@ def test_importing_with_a_prior_that_does_not_fit_is_refused(folders, tmp_path):
         tmp_path / "su-48", unet={**UNET, "projection_class_embeddings_input_dim": 96},
         image_encoder={"projection_dim": 48},
     )
-    with pytest.raises(UnclipError, match=r"the prior \(diffusion-prior\) samples 32-dim image embeddings but the decoder "
-                       r"of su-48 \(stable-unclip-decoder\) reads 48-dim ones") as error:
+    with pytest.raises(UnclipError, match=r"the prior \(diffusion-prior\) samples embedding size 32 but the decoder "
+                       r"of su-48 \(stable-unclip-decoder\) reads embedding size 48") as error:
         import_stable_unclip(wide, tmp_path / "out", prior=recipe)
     assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
 

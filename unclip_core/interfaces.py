@@ -69,6 +69,10 @@ class Declared:
     latents they make. The two must agree."""
     downscale: int | None = None
     """Autoencoders: pixels per latent cell along each side (the latent is ``s / downscale``)."""
+    negative_image: bool | None = None
+    """Decoders: the unconditional branch of guidance reads an image embedding — the prior's
+    sample for the negative prompt where there is one (Kandinsky 2.2), the model's null one
+    otherwise — so the prior samples negative prompts beside the prompts."""
     inpainting: bool | None = None
     """Decoders: whether the model reads a known image and a repaint mask as extra input
     channels (a trained inpainting decoder; :class:`DecoderCondition`'s ``inpaint_*``), so
@@ -151,6 +155,9 @@ class TextEncoding:
     pipeline computed it for a stage whose ``null_caption`` is ``empty``; None otherwise.
     Classifier-free guidance then reads it as the unconditional caption (diffusers' unCLIP
     pipeline and GLIDE do) instead of the model's learned null caption."""
+    negative: bool = False
+    """``null`` is the encoding of negative prompts: every stage's unconditional branch reads
+    it, whatever the stage's ``null_caption``."""
 
     def __len__(self) -> int:
         return int(self.embed.shape[0])
@@ -158,12 +165,13 @@ class TextEncoding:
     def repeat_interleave(self, n: int) -> "TextEncoding":
         return map_tensors(self, lambda t: t.repeat_interleave(n, dim=0))
 
-    def with_null(self, null: "TextEncoding | None") -> "TextEncoding":
-        """This encoding carrying ``null`` (the empty caption's encoding, same batch) as the
-        unconditional caption of classifier-free guidance; ``None`` removes it."""
+    def with_null(self, null: "TextEncoding | None", *, negative: bool = False) -> "TextEncoding":
+        """This encoding carrying ``null`` (the empty caption's encoding, or with ``negative``
+        the negative prompts', same batch) as the unconditional caption of classifier-free
+        guidance; ``None`` removes it."""
         if null is not None and len(null) != len(self):
             raise ValueError(f"{len(self)} captions but {len(null)} null captions")
-        return dataclasses.replace(self, null=null)
+        return dataclasses.replace(self, null=null, negative=negative and null is not None)
 
 
 @dataclass
@@ -458,6 +466,17 @@ class Sampler(ABC, Generic[ConfigT]):
         callback: StepCallback | None = None,
     ) -> Tensor:
         """Run the reverse process from ``x_T`` (drawn from ``generator`` when None) to x_0."""
+
+    def sample_from(
+        self, denoiser: Denoiser, x0: Tensor, strength: float, *, generator: torch.Generator,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """img2img (SDEdit): of the ``steps`` the sampler takes, the last ``int(steps ·
+        strength)`` — ``x0`` noised to the first of them with one draw from ``generator``,
+        then denoised as :meth:`sample` would (diffusers' img2img pipelines). Strength 0
+        returns ``x0`` unchanged, 1 runs the whole chain from noised ``x0``."""
+        raise UnclipError(f"sampler {type(self).__name__} cannot start from an image (img2img); use ddim, ddpm, "
+                          "diffusers-scheduler or unclip-scheduler")
 
     def invert(self, denoiser: Denoiser, x0: Tensor, *, callback: StepCallback | None = None) -> Tensor:
         """Map a clean sample to the noise that samples back to it (deterministic samplers)."""

@@ -22,9 +22,11 @@ from torch import Tensor
 from unclip_core.errors import InputError
 from unclip_core.images import load_image, tensor_to_pil
 from unclip_core.interfaces import Autoencoder, Decoder, DecoderCondition, Encoder, Prior, Sampler, StepCallback, StepInfo
-from unclip_core.interfaces import TextEncoding
+from unclip_core.interfaces import TextEncoding, concat_conditions
 from unclip_core.interfaces import Upsampler, UpsamplerCondition
 from unclip_core.operations import classify as _classify
+from unclip_core.operations import img2img as _img2img
+from unclip_core.operations import mixing as _mixing
 from unclip_core.operations import inpainting as _inpainting
 from unclip_core.operations import interpolation as _interpolation
 from unclip_core.operations import inversion as _inversion
@@ -32,7 +34,7 @@ from unclip_core.operations import text_diff as _text_diff
 from unclip_core.operations import variations as _variations
 from unclip_core.precision import Precision
 from unclip_core.priors import DiffusionPrior
-from unclip_core.prompts import check_prompts
+from unclip_core.prompts import check_negative_prompts, check_prompts
 from unclip_core.stage import ProgressFactory, Stage, progress_callback, running
 
 __all__ = ["Pipeline", "PipelineSettings", "ProgressFactory"]
@@ -139,20 +141,45 @@ class Pipeline:
         return Stage(name, model, sampler, scales.get(name, 1.0), self.settings.precision, self.device, self.progress)
 
     # ------------------------------------------------------------------ the chain
-    def encode_text(self, prompts: Sequence[str]) -> TextEncoding:
+    def encode_text(self, prompts: Sequence[str], negative_prompts: Sequence[str] | None = None) -> TextEncoding:
         """The prompts' encoding; when a stage's ``null_caption`` is ``empty`` it also carries
         the empty caption's, encoded as one batch of ``""`` beside the prompts (diffusers' order
-        of work, so the numbers match)."""
+        of work, so the numbers match). ``negative_prompts`` (one per prompt) are encoded in
+        its place and read by every stage's unconditional branch."""
         with running(self.settings.precision, self.device, self.encoder):
             text = self.encoder.encode_text(list(prompts))
+            if negative_prompts is not None:
+                return text.with_null(self.encoder.encode_text(list(negative_prompts)), negative=True)
             if "empty" in (self.settings.prior_null_caption, self.settings.decoder_null_caption):
                 text = text.with_null(self.encoder.encode_text([""] * len(text)))
             return text
 
     @staticmethod
     def _null_for(text: TextEncoding | None, mode: str) -> TextEncoding | None:
-        """``text`` with the empty caption kept only for a stage that reads it."""
-        return text if text is None or mode == "empty" or text.null is None else text.with_null(None)
+        """``text`` with the empty caption kept only for a stage that reads it (negative
+        prompts are read by every stage)."""
+        if text is None or mode == "empty" or text.null is None or text.negative:
+            return text
+        return text.with_null(None)
+
+    def embed_prompts(
+        self, text: TextEncoding, generator: torch.Generator, callback: StepCallback | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(image embeddings, the decoder's negative image embeddings or None)`` for ``text``.
+
+        A decoder that declares ``negative_image`` (Kandinsky 2.2) reads, in its unconditional
+        branch, the prior's sample for each negative prompt: the prior then samples prompts and
+        negative prompts as one batch (prompts first), each guided against the negative prompt,
+        as diffusers' Kandinsky prior pipeline does. Without negative prompts that decoder reads
+        its own null image embedding. Any other decoder reads the negative prompts as its
+        unconditional caption (they ride in ``text.null``)."""
+        if not (text.negative and self.decoder.declared.negative_image):
+            return self.sample_prior(text, generator, callback), None
+        negatives = text.null
+        assert negatives is not None
+        both = concat_conditions(text, negatives.with_null(negatives, negative=True))
+        embeds = self.sample_prior(both, generator, callback)
+        return embeds[: len(text)], embeds[len(text) :]
 
     def encode_image(self, images: Sequence[Image.Image | str | Path] | Tensor) -> Tensor:
         if not isinstance(images, Tensor):
@@ -173,8 +200,13 @@ class Pipeline:
                     guidance_scale=self.settings.prior_guidance_scale, candidates=candidates, callback=step,
                 ).float()
 
-    def decoder_condition(self, image_embed: Tensor, text: TextEncoding | None) -> DecoderCondition:
-        return DecoderCondition.build(image_embed.to(self.device), self._null_for(text, self.settings.decoder_null_caption))
+    def decoder_condition(
+        self, image_embed: Tensor, text: TextEncoding | None, negative_image_embed: Tensor | None = None
+    ) -> DecoderCondition:
+        cond = DecoderCondition.build(image_embed.to(self.device), self._null_for(text, self.settings.decoder_null_caption))
+        if negative_image_embed is not None:
+            cond.negative_image_embed = negative_image_embed.to(self.device)
+        return cond
 
     def decoder_text(
         self, prompts: Sequence[str], text: TextEncoding | None, negative_prompt: Sequence[str] | None = None
@@ -192,6 +224,7 @@ class Pipeline:
         self, image_embed: Tensor, text: TextEncoding | None, generator: torch.Generator, *, x_T: Tensor | None = None,
         sampler: Sampler | None = None, guidance_scale: float | None = None, callback: StepCallback | None = None,
         inpaint: tuple[Tensor, Tensor] | None = None, drop_image: bool = False,
+        negative_image_embed: Tensor | None = None, start: tuple[Tensor, float] | None = None,
     ) -> Tensor:
         """Base-resolution images ``[B, 3, s, s]`` from image embeddings (and captions).
 
@@ -199,8 +232,13 @@ class Pipeline:
         decoder that declares ``inpainting``: it reads them as extra input channels.
         ``drop_image``: draw from the caption alone (GLIDE-like) — the decoder reads its learned
         null embedding, as in classifier-free dropout, in place of ``image_embed`` (whose values
-        are then unused; only its batch size counts)."""
-        cond = self.decoder_condition(image_embed, text)
+        are then unused; only its batch size counts).
+        ``negative_image_embed``: what the unconditional branch reads as image embedding
+        (decoders declaring ``negative_image``; :meth:`embed_prompts`).
+        ``start``: ``(images [B, 3, s, s] in [-1, 1], strength)`` — img2img: the images, in the
+        decoder's space (a latent decoder's autoencoder encodes them), noised part of the way
+        and denoised from there (:meth:`Sampler.sample_from`)."""
+        cond = self.decoder_condition(image_embed, text, negative_image_embed)
         if drop_image:
             if text is None:
                 raise InputError("drop_image needs a caption: with neither image embedding nor caption there is nothing to draw")
@@ -212,7 +250,13 @@ class Pipeline:
             cond.inpaint_image, cond.inpaint_mask = known, repaint
         with torch.no_grad():
             cond = self.decoder.prepare_condition(cond, generator)  # draws before x_T, as diffusers does
-        x = self.stage("decoder").sample(
+        stage = self.stage("decoder")
+        if start is not None:
+            images, strength = start
+            x0 = self.to_latents(images.expand(image_embed.shape[0], -1, -1, -1), generator)
+            x = stage.sample_from(cond, x0, strength, generator, sampler=sampler, guidance_scale=guidance_scale, callback=callback)
+            return self.to_pixels(x)
+        x = stage.sample(
             cond, self.decoder_shape(image_embed.shape[0]), generator, x_T=x_T, sampler=sampler,
             guidance_scale=guidance_scale, callback=callback,
         )
@@ -238,21 +282,26 @@ class Pipeline:
         prompts: str | Sequence[str],
         n: int = 1,
         seed: int = 0,
+        negative_prompt: str | Sequence[str] | None = None,
         *,
         generator: Any = None,
         on_step: Callable[[str, StepInfo], None] | None = None,
-        negative_prompt: Sequence[str] | None = None,
     ) -> Tensor:
         """Text → images ``[len(prompts)·n, 3, H, W]`` in [-1, 1] (prompt-major order).
 
-        ``negative_prompt``: one per prompt, guidance's unconditional caption for the decoder
-        in place of ``""`` (diffusers' StableUnCLIPPipeline; its prior keeps ``""``).
+        ``negative_prompt``: one caption per prompt (a single string serves every prompt)
+        that classifier-free guidance steers away from, as each stage defines it: the
+        unconditional caption of the prior and of a caption-reading decoder, and for a decoder
+        that declares ``negative_image`` (Kandinsky 2.2) the prior's sample for it. A decoder with
+        its own caption encoder (Stable unCLIP) reads its encoding of the negative prompts, and
+        the prior then keeps ``""``, as diffusers' StableUnCLIPPipeline does.
 
         ``generator``: draw from this in place of ``seed``'s (``unclip serve`` passes a
         :class:`~unclip_core.diffusion.row_generators.RowGenerators` to batch requests).
         ``on_step(stage, info)``: called after every sampler step of every stage ("prior",
         "decoder", "upsampler"), e.g. for progress and previews of the decoder's x̂₀."""
         prompts = check_prompts(prompts)
+        negatives = check_negative_prompts(negative_prompt, len(prompts))
         if n < 1:
             raise InputError(f"n must be at least 1, got {n}")
         generator = self.generator(seed) if generator is None else generator
@@ -260,27 +309,18 @@ class Pipeline:
         def stage(name: str) -> StepCallback | None:
             return None if on_step is None else (lambda info: on_step(name, info))
 
-        negative_prompt = self._negatives(prompts, negative_prompt)
-        text = self.encode_text(prompts).repeat_interleave(n)  # each prompt encoded once
-        image_embed = self.sample_prior(text, generator, stage("prior"))
-        captions = self.decoder_text(prompts, None, negative_prompt)
-        captions = text if captions is None else captions.repeat_interleave(n)
-        base = self.decode(image_embed, captions, generator, callback=stage("decoder"))
+        own = self.decoder_text(prompts, None, negatives)  # a decoder's own caption encoding, or None
+        text = self.encode_text(prompts, None if own is not None else negatives).repeat_interleave(n)  # each prompt once
+        image_embed, negative_embed = self.embed_prompts(text, generator, stage("prior"))
+        captions = text if own is None else own.repeat_interleave(n)
+        base = self.decode(image_embed, captions, generator, callback=stage("decoder"), negative_image_embed=negative_embed)
         return self.upsample(base, generator, stage("upsampler"))
 
-    @staticmethod
-    def _negatives(prompts: list[str], negative_prompt: Sequence[str] | str | None) -> list[str] | None:
-        """One negative prompt per prompt (a single string serves them all), or None."""
-        if negative_prompt is None:
-            return None
-        negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-        if len(negatives) != len(prompts) or not all(isinstance(text, str) for text in negatives):
-            raise InputError(f"negative_prompt must be one text per prompt ({len(prompts)}), got {negative_prompt!r}"[:200])
-        return negatives
-
-    def generate(self, prompts: str | Sequence[str], n: int = 1, seed: int = 0) -> list[Image.Image]:
+    def generate(
+        self, prompts: str | Sequence[str], n: int = 1, seed: int = 0, negative_prompt: str | Sequence[str] | None = None
+    ) -> list[Image.Image]:
         """Text → ``n`` PIL images per prompt (prompt-major order). Same seed, same images."""
-        return tensor_to_pil(self.generate_tensors(prompts, n, seed))
+        return tensor_to_pil(self.generate_tensors(prompts, n, seed, negative_prompt))
 
     # ------------------------------------------------------------------ operations (unclip_core.operations)
     variations = _variations.variations
@@ -289,3 +329,5 @@ class Pipeline:
     text_diff = _text_diff.text_diff
     inpaint_tensors, inpaint = _inpainting.inpaint_tensors, _inpainting.inpaint
     classify, rerank = _classify.classify, _classify.rerank
+    img2img_tensors, img2img = _img2img.img2img_tensors, _img2img.img2img
+    mix_tensors, mix = _mixing.mix_tensors, _mixing.mix

@@ -25,3 +25,21 @@ def check_prompts(
         if not prompt.strip():
             raise InputError(f"{name} is empty; {hint or 'describe the image to generate'}")
     return prompts
+
+
+def check_negative_prompts(negative: str | Sequence[str] | None, count: int) -> list[str] | None:
+    """Negative prompts, one per prompt (a single text serves all ``count``), or None. Unlike
+    a prompt, a negative prompt may be empty: ``""`` is the usual unconditional caption."""
+    if negative is None:
+        return None
+    if isinstance(negative, str):
+        return [negative] * count
+    if not isinstance(negative, Sequence):
+        raise InputError(f"negative_prompt must be text or a list of texts, got {type(negative).__name__}")
+    negative = list(negative)
+    if len(negative) != count:
+        raise InputError(f"{len(negative)} negative prompts for {count} prompts; give one per prompt (or one text for all)")
+    for index, text in enumerate(negative):
+        if not isinstance(text, str):
+            raise InputError(f"negative prompt {index} is {type(text).__name__}, not text")
+    return negative

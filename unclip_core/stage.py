@@ -120,6 +120,26 @@ class Stage:
         with progress_callback(self.progress, self.name, sampler, callback) as step, self.running():
             return sampler.sample(self.model.denoiser(cond, scale), shape, generator=generator, x_T=x_T, callback=step)
 
+    def sample_from(
+        self,
+        cond: Any,
+        x0: Tensor,
+        strength: float,
+        generator: torch.Generator,
+        *,
+        sampler: Sampler | None = None,
+        guidance_scale: float | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """img2img: ``x0`` noised to ``strength`` of the chain and denoised from there
+        (:meth:`~unclip_core.interfaces.Sampler.sample_from`), run as :meth:`sample` runs."""
+        sampler = sampler or self.sampler
+        if sampler is None:
+            raise ValueError(f"stage {self.name} has no sampler")
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        with progress_callback(self.progress, self.name, sampler, callback) as step, self.running():
+            return sampler.sample_from(self.model.denoiser(cond, scale), x0, strength, generator=generator, callback=step)
+
     def invert(self, cond: Any, x0: Tensor, sampler: Sampler) -> Tensor:
         """The noise that ``sampler`` (deterministic) maps back to ``x0``, without guidance."""
         with progress_callback(self.progress, "inversion", sampler, None) as step, self.running():

@@ -52,4 +52,4 @@ class Kandinsky22DecoderConfig(ComponentConfig):
 
     def declares(self) -> Declared:
         return Declared(embed_dim=self.embed_dim, image_size=self.image_size, latent=True,
-                        latent_channels=int(self.unet["in_channels"]))
+                        latent_channels=int(self.unet["in_channels"]), negative_image=True)

@@ -121,7 +121,7 @@ class HfClipEncoder(Encoder[HfClipConfig]):
         return pixels.to(device=self.device, dtype=self.dtype)
 
     def encode_image(self, images: Tensor | Sequence["Image.Image"] | "Image.Image") -> Tensor:
-        """``[B, D]`` image embeddings, unit-norm unless ``normalize_image`` is false (needs an image tower)."""
+        """``[B, D]`` image embeddings, unit-norm unless ``normalize`` is false (needs an image tower)."""
         if self.image_encoder is None:
             raise UnclipError(
                 f"{NAME}: this encoder has no image tower (its settings have no vision_config; a Karlo "
@@ -129,7 +129,7 @@ class HfClipEncoder(Encoder[HfClipConfig]):
                 "interpolation, text diffs and classification need one"
             )
         embeds = self.image_encoder(pixel_values=self.preprocess(images)).image_embeds
-        return F.normalize(embeds, dim=-1) if self.config.normalize_image else embeds
+        return F.normalize(embeds, dim=-1) if self.config.normalize else embeds
 
     @property
     def logit_scale(self) -> Tensor:

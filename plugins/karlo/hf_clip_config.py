@@ -85,13 +85,8 @@ class HfClipConfig(ComponentConfig):
     )
     normalize: bool = Field(
         True,
-        description="Rescale the pooled text embedding to unit norm, as CLIP does; Karlo's prior and decoder "
-        "were trained on the raw projected embedding, so its recipe sets false.",
-    )
-    normalize_image: bool = Field(
-        True,
-        description="Rescale image embeddings to unit norm; Stable unCLIP's decoder reads the raw projected "
-        "embedding (diffusers' StableUnCLIPImg2ImgPipeline), so its recipes set false.",
+        description="Rescale the pooled text and image embeddings to unit norm, as CLIP does; Karlo's and "
+        "Kandinsky 2.2's priors and decoders were trained on the raw projected embeddings, so their recipes set false.",
     )
     embedding_space: str | None = Field(
         None, description="Name of the CLIP embedding space the towers embed into (e.g. 'openai/clip-vit-large-patch14'); "

@@ -47,7 +47,6 @@ from .folder import check_folder, check_tokenizer, read_json, read_weights
 from .settings import derive_settings
 
 RECIPE_NAME = "karlo.yaml"
-FORMAT = "unclip-karlo"
 DEFAULT_PROMPT = "a horse grazing on a hill, digital art"
 
 
@@ -126,18 +125,17 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 
 
-def write_encoder(
-    registry: Any, source: Path, work: Path, settings: dict[str, Any], *,
-    parts: tuple[str, str] = ("text_encoder", "image_encoder"), tokenizer: str = "tokenizer",
-    text_state: dict[str, torch.Tensor] | None = None, **extra: Any,
-) -> tuple[Any, dict[str, torch.Tensor]]:
-    """The ``hf-clip`` encoder of ``settings`` (:func:`.settings.prior_settings`' ``encoder``, with
-    :func:`.settings.image_tower_settings`' if any) loaded from the folder's text (and image)
-    tower ``parts`` and written to ``work/encoder.safetensors``; the tokenizer must already be in
-    ``work/<tokenizer>``. Returns its config and CLIP's encoding of ``""`` as a prior's or
-    decoder's null-caption weights. ``text_state``: the text tower's weights (``text_encoder.*``)
-    in place of the folder's (an imported recipe's encoder); ``extra``: further ``hf-clip`` settings."""
-    text_part, image_part = parts
+def import_clip_encoder(
+    registry: Any, source: Path, settings: dict[str, Any], work: Path, *, text_part: str = "text_encoder",
+    tokenizer: str = "tokenizer", text_state: dict[str, torch.Tensor] | None = None, **extra: Any,
+) -> tuple[Any, Any, dict[str, torch.Tensor]]:
+    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``work/tokenizer``
+    copied already, and ``image_encoder/`` where ``settings`` has a vision config), built for
+    real and saved as ``work/encoder.safetensors``. Returns ``(encoder, its config, CLIP's
+    encoding of "" as the prior's and decoder's null caption weights)``. ``text_part`` and
+    ``tokenizer`` name other folders (Stable unCLIP's ``prior_text_encoder/``); ``text_state``
+    gives the text tower's weights (``text_encoder.*``) in place of the folder's (an imported
+    recipe's encoder, named by ``text_part`` in errors); ``extra``: further ``hf-clip`` settings."""
     enc_settings = {**settings, "normalize": False, **extra}
     text_cfg = enc_settings.pop("text_config")
     vision_cfg = enc_settings.pop("vision_config", None)
@@ -162,8 +160,8 @@ def write_encoder(
         ) from None
     state = dict(text_state) if text_state is not None else _prefixed("text_encoder", read_weights(source / text_part))
     if vision_cfg is not None:
-        state.update(_prefixed("image_encoder", read_weights(source / image_part)))
-    _fits(encoder, state, f"{text_part}/" + (f" and {image_part}/" if vision_cfg is not None else ""))
+        state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
+    _fits(encoder, state, f"{text_part}/ (and image_encoder/)")
     encoder.load_state_dict(state, strict=True)
     encoder.eval()
     with torch.no_grad():
@@ -173,21 +171,18 @@ def write_encoder(
         "null_text_tokens": null.tokens[0].float().contiguous(),
         "null_text_mask": null.mask[0].contiguous(),
     }
-    atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": FORMAT})
-    return encoder_config, null_state
+    atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": "unclip-import"})
+    return encoder, encoder_config, null_state
 
 
-def write_prior(
-    registry: Any, source: Path, work: Path, settings: dict[str, Any], null_state: dict[str, torch.Tensor],
-    part: str = "prior",
-) -> None:
-    """The folder's PriorTransformer ``part`` as a ``diffusion-prior`` of ``settings``, checked
-    against its config key for key, written to ``work/prior.safetensors``."""
+def import_prior(registry: Any, part: Path, settings: dict[str, Any], null_state: dict[str, torch.Tensor], work: Path) -> None:
+    """A diffusers PriorTransformer folder (``part``) as ``diffusion-prior`` weights in
+    ``work/prior.safetensors``, with ``null_state`` as its null caption."""
     prior, _ = build_component(registry, "prior", "diffusion-prior", settings, work, meta=True)
-    check_same_config(part, read_json(source / part / "config.json"), prior.transformer)
-    state = {**_prefixed("transformer", read_weights(source / part)), **null_state}
-    _fits(prior, state, f"{part}/")
-    atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(source), "format": FORMAT})
+    check_same_config(part.name, read_json(part / "config.json"), prior.transformer)
+    state = {**_prefixed("transformer", read_weights(part)), **null_state}
+    _fits(prior, state, f"{part.name}/")
+    atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(part.parent), "format": "unclip-import"})
 
 
 def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bool = False, registry: Any = None) -> Path:
@@ -211,15 +206,16 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
         except (OSError, shutil.Error) as exc:
             raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
 
-        encoder_config, null_state = write_encoder(registry, source, work, settings["encoder"])
-        write_prior(registry, source, work, settings["prior"], null_state)
+        encoder, encoder_config, null_state = import_clip_encoder(registry, source, settings["encoder"], work)
+        del encoder
+        import_prior(registry, source / "prior", settings["prior"], null_state, work)
 
         decoder, _ = build_component(registry, "decoder", "unclip-decoder", settings["decoder"], work, meta=True)
         check_same_config("decoder", read_json(source / "decoder" / "config.json"), decoder.unet)
         text_proj = read_weights(source / "text_proj")
         state = {**_prefixed("unet", read_weights(source / "decoder")), **_prefixed("text_proj", text_proj), **null_state}
         _fits(decoder, state, "decoder/ and text_proj/")
-        atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": FORMAT})
+        atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
         del decoder, state, text_proj
 
         upsampler, _ = build_component(registry, "upsampler", "unet-upsampler", settings["upsampler"], work, meta=True)
@@ -229,7 +225,7 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
             **_prefixed("unet_last", read_weights(source / "super_res_last")),
         }
         _fits(upsampler, state, "super_res_first/ and super_res_last/")
-        atomic_save_safetensors(state, work / "upsampler.safetensors", {"source": str(source), "format": FORMAT})
+        atomic_save_safetensors(state, work / "upsampler.safetensors", {"source": str(source), "format": "unclip-karlo"})
         del upsampler, state
 
         text, data = _recipe(source, settings, encoder_config, run_line(out / RECIPE_NAME, DEFAULT_PROMPT))

@@ -117,70 +117,66 @@ def _variance(config: dict[str, Any], part: str, learned: bool) -> str:
     return "learned_range" if learned else "fixed_small"
 
 
-def prior_settings(
-    source: Path, parts: tuple[str, str, str, str] = ("text_encoder", "tokenizer", "prior", "prior_scheduler"),
-    scheduler_classes: tuple[str, ...] = ("UnCLIPScheduler",),
-) -> dict[str, Any]:
-    """The settings of a CLIP text encoder with a diffusers PriorTransformer on its embeddings
-    (``encoder``, ``prior``, ``prior_sampler``, and the embedding size and caption length),
-    from the folder's ``parts``: text encoder, tokenizer, prior and prior scheduler folders
-    (Karlo's names by default; Stable unCLIP's are ``prior_text_encoder/`` ...)."""
-    text_part, tokenizer_part, prior_part, scheduler_part = parts
-    text = _config(source, text_part)
-    scheduler = _config(source, scheduler_part, "scheduler_config.json")
-    tokenizer_file = source / tokenizer_part / "tokenizer_config.json"
-    tokenizer_cfg = _config(source, tokenizer_part, "tokenizer_config.json") if tokenizer_file.is_file() else _Config({}, "")
-
-    width = text.integer("hidden_size", 512)
-    embed_dim = text.integer("projection_dim", 512)
+def caption_length(text: _Config, tokenizer_cfg: _Config) -> int:
+    """Caption tokens L: the tokenizer's model_max_length, at most the text tower's positions."""
     positions = text.integer("max_position_embeddings", 77)
     length = tokenizer_cfg.integer("model_max_length") if tokenizer_cfg.get("model_max_length") else positions
-    length = min(length, positions)
+    return min(length, positions)
 
-    prior = _config(source, prior_part)
+
+def diffusion_prior_settings(
+    text: _Config, prior: _Config, scheduler: _Config, length: int, part: str, scheduler_part: str,
+    scheduler_classes: tuple[str, ...] = ("UnCLIPScheduler",), text_part: str = "text_encoder",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(diffusion-prior settings, unclip-scheduler settings)`` of a diffusers PriorTransformer
+    part read with a CLIPTextModelWithProjection (Karlo's, Kandinsky 2.2's and Stable unCLIP's
+    priors; the last's scheduler is a DDPMScheduler, its text tower ``prior_text_encoder/``)."""
+    width = text.integer("hidden_size", 512)
+    embed_dim = text.integer("projection_dim", 512)
     _require(prior.integer("embedding_dim") == embed_dim,
-             f"{prior_part}/: embedding_dim {prior['embedding_dim']} differs from the text encoder's projection_dim {embed_dim}")
+             f"{part}/: embedding_dim {prior['embedding_dim']} differs from the text encoder's projection_dim {embed_dim}")
     _require(prior.integer("num_embeddings", 77) == length,
-             f"{prior_part}/: num_embeddings {prior.get('num_embeddings')} differs from the tokenizer's length {length}")
+             f"{part}/: num_embeddings {prior.get('num_embeddings')} differs from the tokenizer's length {length}")
     _require(width == embed_dim,
              f"{text_part}/: hidden_size {width} differs from projection_dim {embed_dim}; the prior reads "
              "caption tokens of the embedding's width")
-    prior_sampler = _scheduler(scheduler, scheduler_part, "sample", scheduler_classes)
-    return {
+    sampler = _scheduler(scheduler, scheduler_part, "sample", scheduler_classes)
+    settings = {
         "embed_dim": embed_dim,
-        "width": width,
-        "length": length,
-        "encoder": {"text_config": dict(text), "context_length": length},
-        "prior": {
-            "embed_dim": embed_dim,
-            "text_width": width,
-            "context_length": length,
-            "num_layers": prior.integer("num_layers"),
-            "num_attention_heads": prior.integer("num_attention_heads"),
-            "attention_head_dim": prior.integer("attention_head_dim"),
-            "beta_schedule": "cosine",
-            "num_train_timesteps": scheduler.integer("num_train_timesteps", 1000),
-            "variance_type": _variance(scheduler, scheduler_part, False),
-            "clip_range": prior_sampler.get("clip_sample_range"),
-            "normalize_output": False,
-        },
-        "prior_sampler": prior_sampler,
+        "text_width": width,
+        "context_length": length,
+        "num_layers": prior.integer("num_layers"),
+        "num_attention_heads": prior.integer("num_attention_heads"),
+        "attention_head_dim": prior.integer("attention_head_dim"),
+        "beta_schedule": "cosine",
+        "num_train_timesteps": scheduler.integer("num_train_timesteps", 1000),
+        "variance_type": _variance(scheduler, scheduler_part, False),
+        "clip_range": sampler.get("clip_sample_range"),
+        "normalize_output": False,
     }
+    return settings, sampler
 
 
-def image_tower_settings(source: Path) -> dict[str, Any]:
-    """The ``hf-clip`` settings of the folder's ``image_encoder/`` (its transformers config and
-    ``feature_extractor/``'s normalisation), or nothing when it has none."""
-    if not (source / "image_encoder").is_dir():
-        return {}
-    settings: dict[str, Any] = {"vision_config": read_json(source / "image_encoder" / "config.json")}
-    if (source / "feature_extractor" / "preprocessor_config.json").is_file():
-        pre = _config(source, "feature_extractor", "preprocessor_config.json")
-        if pre.get("image_mean"):
-            settings["image_mean"] = pre.numbers("image_mean")
-        if pre.get("image_std"):
-            settings["image_std"] = pre.numbers("image_std")
-    return settings
+def tokenizer_config(source: Path, part: str = "tokenizer") -> _Config:
+    """The folder's ``<part>/tokenizer_config.json`` (empty where there is none)."""
+    if (source / part / "tokenizer_config.json").is_file():
+        return _config(source, part, "tokenizer_config.json")
+    return _Config({}, "")
+
+
+def clip_encoder_settings(source: Path, text: _Config, length: int, processor: str) -> dict[str, Any]:
+    """The ``hf-clip`` encoder's raw settings: the text tower's config, and where the folder
+    has ``image_encoder/`` the image tower's with the ``processor/`` folder's mean and std."""
+    encoder: dict[str, Any] = {"text_config": dict(text), "context_length": length}
+    if (source / "image_encoder").is_dir():
+        encoder["vision_config"] = read_json(source / "image_encoder" / "config.json")
+        if (source / processor / "preprocessor_config.json").is_file():
+            pre = _config(source, processor, "preprocessor_config.json")
+            if pre.get("image_mean"):
+                encoder["image_mean"] = pre.numbers("image_mean")
+            if pre.get("image_std"):
+                encoder["image_std"] = pre.numbers("image_std")
+    return encoder
 
 
 def derive_settings(source: Path) -> dict[str, Any]:
@@ -188,9 +184,15 @@ def derive_settings(source: Path) -> dict[str, Any]:
     missing or of the wrong type is an error naming the file and the key."""
     cfg = {part: _config(source, part) for part in MODEL_PARTS}
     sched = {part: _config(source, part, "scheduler_config.json") for part in SCHEDULER_PARTS}
-    text_prior = prior_settings(source)
-    embed_dim, width, length = text_prior["embed_dim"], text_prior["width"], text_prior["length"]
-    prior_settings_, prior_sampler = text_prior["prior"], text_prior["prior_sampler"]
+    tokenizer_cfg = tokenizer_config(source)
+
+    text = cfg["text_encoder"]
+    width = text.integer("hidden_size", 512)
+    embed_dim = text.integer("projection_dim", 512)
+    length = caption_length(text, tokenizer_cfg)
+    prior_settings, prior_sampler = diffusion_prior_settings(
+        text, cfg["prior"], sched["prior_scheduler"], length, "prior", "prior_scheduler"
+    )
 
     decoder, text_proj = cfg["decoder"], cfg["text_proj"]
     _require(text_proj.integer("clip_embeddings_dim", 768) == embed_dim,
@@ -241,10 +243,10 @@ def derive_settings(source: Path) -> dict[str, Any]:
     }
     upsampler_sampler = _scheduler(sched["super_res_scheduler"], "super_res_scheduler", "epsilon")
 
-    encoder: dict[str, Any] = {**text_prior["encoder"], **image_tower_settings(source)}
+    encoder = clip_encoder_settings(source, text, length, "feature_extractor")
     return {
         "encoder": encoder,
-        "prior": prior_settings_,
+        "prior": prior_settings,
         "prior_sampler": prior_sampler,
         "decoder": decoder_settings,
         "decoder_sampler": decoder_sampler,

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from unclip_core.diffusion import noise
 from unclip_core.diffusion.noise import initial_noise  # noqa: F401 - the samplers import it from here
-from unclip_core.diffusion.parameterization import eps_from_x0, to_x0_eps
+from unclip_core.diffusion.parameterization import eps_from_x0, q_sample, to_x0_eps
 from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
 from unclip_core.errors import UnclipError
 from unclip_core.interfaces import Denoiser, Sampler, StepCallback, StepInfo
@@ -42,6 +42,14 @@ def step_pairs(
     except ValueError as exc:
         raise UnclipError(f"sampler {sampler!r}: {exc}") from None
     return list(zip(timesteps, timesteps[1:] + [-1]))
+
+
+def strength_start(steps: int, strength: float) -> int:
+    """The index of the first step img2img takes at ``strength`` (diffusers' ``get_timesteps``):
+    the last ``int(steps · strength)`` steps run."""
+    if not 0 <= strength <= 1:  # also refuses nan
+        raise UnclipError(f"strength must be a number in [0, 1], got {strength}")
+    return steps - min(int(steps * strength), steps)
 
 
 def gaussian(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator) -> Tensor:
@@ -98,8 +106,24 @@ class SingleStepSampler(Sampler):
         x_T: Tensor | None = None,
         callback: StepCallback | None = None,
     ) -> Tensor:
-        steps = self.timestep_pairs(denoiser)
         x = initial_noise(shape, denoiser, generator, x_T)
+        return self._run(denoiser, x, self.timestep_pairs(denoiser), generator, callback)
+
+    @torch.no_grad()
+    def sample_from(
+        self, denoiser: Denoiser, x0: Tensor, strength: float, *, generator: torch.Generator,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        steps = self.timestep_pairs(denoiser)
+        steps = steps[strength_start(len(steps), strength):]
+        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+        if not steps:
+            return x0
+        x = q_sample(denoiser.schedule, x0, torch.tensor(steps[0][0]), gaussian(x0.shape, denoiser, generator)).to(x0.dtype)
+        return self._run(denoiser, x, steps, generator, callback)
+
+    def _run(self, denoiser: Denoiser, x: Tensor, steps: list[tuple[int, int]], generator: torch.Generator,
+             callback: StepCallback | None) -> Tensor:
         for index, (t, t_prev) in enumerate(steps):
             x, x0 = self.step(denoiser, x, t, t_prev, generator=generator)
             if callback is not None:

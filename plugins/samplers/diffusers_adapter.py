@@ -39,7 +39,7 @@ from unclip_core.diffusion.spacing import TimestepSpacing
 from unclip_core.errors import UnclipError
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
-from ._common import ClipSetting, denoised, initial_noise, split_output, timestep_batch
+from ._common import ClipSetting, denoised, initial_noise, split_output, strength_start, timestep_batch
 
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 FROM_MODEL = ("num_train_timesteps", "trained_betas", "beta_schedule", "beta_start", "beta_end", "prediction_type")
@@ -74,6 +74,11 @@ class DiffusersSchedulerConfig(ComponentConfig):
         ),
     ] = "trailing"
     clip_denoised: ClipSetting = True
+    exact_float32: bool = Field(
+        False,
+        description="Keep the scheduler's own float32 betas and alphas (what diffusers computes), rather than the "
+        "model's float64 schedule: imported recipes set it so a step rounds as diffusers' does (parity).",
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -170,6 +175,8 @@ def make_scheduler(config: DiffusersSchedulerConfig, schedule: NoiseSchedule, pr
     except Exception as exc:  # diffusers raises ValueError, NotImplementedError, AssertionError, ...
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ValueError(f"{cls.__name__} refused its settings: {detail}") from None
+    if config.exact_float32:
+        return scheduler
     for name, values in (("betas", schedule.betas), ("alphas", 1 - schedule.betas), ("alphas_cumprod", schedule.alphas_cumprod)):
         if isinstance(getattr(scheduler, name, None), Tensor):
             setattr(scheduler, name, values.clone())
@@ -196,24 +203,53 @@ class DiffusersSchedulerSampler(Sampler[DiffusersSchedulerConfig]):
         A scheduler that refuses the model's prediction type on its first step (several
         lack x0, "sample", support) is rebuilt and given eps instead, which carries the
         same information."""
+        scheduler, label = self._start(denoiser)
+        x = initial_noise(shape, denoiser, generator, x_T) * scheduler.init_noise_sigma
+        return self._run(denoiser, scheduler, x, 0, generator, callback, label)
+
+    @torch.no_grad()
+    def sample_from(
+        self, denoiser: Denoiser, x0: Tensor, strength: float, *, generator: torch.Generator,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """img2img as diffusers' pipelines run it: the scheduler's ``add_noise`` at the first
+        timestep kept (``get_timesteps``), then the remaining steps."""
+        scheduler, label = self._start(denoiser)
+        order = int(getattr(scheduler, "order", 1))
+        start = strength_start(self.config.steps, strength) * order
+        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+        if start >= len(scheduler.timesteps):
+            return x0
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        noise = initial_noise(x0.shape, denoiser, generator, None)
+        x = scheduler.add_noise(x0, noise, scheduler.timesteps[start : start + 1].repeat(x0.shape[0]))
+        return self._run(denoiser, scheduler, x, start, generator, callback, label)
+
+    def _start(self, denoiser: Denoiser) -> tuple[Any, str]:
         config, schedule = self.config, denoiser.schedule
         label = f"sampler 'diffusers-scheduler' ({config.scheduler})"
         if config.steps > schedule.num_train_timesteps:
             raise UnclipError(f"{label}: steps={config.steps} exceeds the {schedule.num_train_timesteps} timesteps the model was trained with")
+        return self._prepared(denoiser, denoiser.prediction_type, label), label
+
+    def _run(self, denoiser: Denoiser, scheduler: Any, x: Tensor, start: int, generator: torch.Generator,
+             callback: StepCallback | None, label: str) -> Tensor:
+        """The denoising loop over ``scheduler.timesteps[start:]`` from ``x``."""
+        config, schedule = self.config, denoiser.schedule
         given = denoiser.prediction_type
-        scheduler = self._prepared(denoiser, given, label)
         if "prediction_type" not in _parameters(type(scheduler).__init__):
             given = "eps"
-        timesteps = [self._integer_timestep(float(t), schedule, label) for t in scheduler.timesteps]
+        all_timesteps = scheduler.timesteps
+        timesteps = [self._integer_timestep(float(t), schedule, label) for t in all_timesteps[start:]]
         with_variance = _variance_setting(_parameters(type(scheduler).__init__), denoiser.variance_type) == "learned_range"
         step_kwargs = dict(config.step_kwargs)
         if "generator" in _parameters(scheduler.step):
             step_kwargs["generator"] = generator
-        total = int(getattr(scheduler, "num_inference_steps", None) or len(timesteps))
+        total = int(getattr(scheduler, "num_inference_steps", None) or len(all_timesteps)) - start // int(getattr(scheduler, "order", 1))
 
-        x = initial_noise(shape, denoiser, generator, x_T) * scheduler.init_noise_sigma
         index = 0
-        for position, (t_tensor, t) in enumerate(zip(scheduler.timesteps, timesteps)):
+        for position, (t_tensor, t) in enumerate(zip(all_timesteps[start:], timesteps)):
             model_in = scheduler.scale_model_input(x, t_tensor)
             prediction, variance_values = split_output(denoiser(model_in, timestep_batch(t, model_in)), model_in, denoiser.variance_type)
             x0, eps = denoised(denoiser, model_in, t, prediction, config.clip_denoised)
@@ -231,8 +267,10 @@ class DiffusersSchedulerSampler(Sampler[DiffusersSchedulerConfig]):
                 if position > 0 or given == "eps" or "predict" not in str(exc):
                     raise
                 given, scheduler = "eps", self._prepared(denoiser, "eps", label)
-                scheduler.scale_model_input(x, scheduler.timesteps[0])  # same input; some schedulers track the call
-                x = scheduler.step(scheduler_input(given), scheduler.timesteps[0], x, **step_kwargs).prev_sample
+                if start and hasattr(scheduler, "set_begin_index"):
+                    scheduler.set_begin_index(start)
+                scheduler.scale_model_input(x, scheduler.timesteps[start])  # same input; some schedulers track the call
+                x = scheduler.step(scheduler_input(given), scheduler.timesteps[start], x, **step_kwargs).prev_sample
             if getattr(scheduler, "state_in_first_order", True) or position == len(timesteps) - 1:
                 if callback is not None:
                     callback(StepInfo(index, total, t, x, x0))

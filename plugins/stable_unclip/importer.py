@@ -42,8 +42,15 @@ from unclip_core.recipe.validate import ResolvedRecipe, validate_recipe
 from unclip_core.registry import default_registry
 from unclip_core.weights import atomic_save_safetensors, read_safetensors
 from unclip_plugins.karlo.folder import check_tokenizer, read_json, read_weights
-from unclip_plugins.karlo.importer import _fits, _prefixed, write_encoder, write_prior
-from unclip_plugins.karlo.settings import image_tower_settings, prior_settings
+from unclip_plugins.karlo.importer import _fits, _prefixed, import_clip_encoder, import_prior
+from unclip_plugins.karlo.settings import (
+    _config,
+    _Config,
+    caption_length,
+    clip_encoder_settings,
+    diffusion_prior_settings,
+    tokenizer_config,
+)
 
 from .folder import IMAGE_TO_IMAGE, PRIOR_PARTS, TEXT_TO_IMAGE, folder_kind
 from .settings import decoder_settings
@@ -117,8 +124,8 @@ def _check_fit(recipe: ResolvedRecipe, source: Path, decoder: dict[str, Any]) ->
     space = decoder.get("embedding_space")
     where = f"--prior {recipe.source}: the prior ({recipe.prior.spec.name})"
     if mine.embed_dim is not None and mine.embed_dim != size:
-        raise InputError(f"{where} samples {mine.embed_dim}-dim image embeddings but the decoder of {source.name} "
-                         f"(stable-unclip-decoder) reads {size}-dim ones; choose a prior of the decoder's embedding size")
+        raise InputError(f"{where} samples embedding size {mine.embed_dim} but the decoder of {source.name} "
+                         f"(stable-unclip-decoder) reads embedding size {size}; choose a prior of the decoder's embedding size")
     if space and mine.embedding_space and space != mine.embedding_space:
         raise InputError(f"{where} samples in {mine.embedding_space!r} but the decoder of {source.name} "
                          f"(stable-unclip-decoder) reads {space!r}; choose a prior of the decoder's embedding space")
@@ -147,15 +154,14 @@ def _encoder_and_prior_from_recipe(
     config = encoder.config
     _copy_tokenizer(Path(config.tokenizer), work, PRIOR_TOKENIZER)
     text_state = {k: v for k, v in read_safetensors(encoder.weights).items() if k.startswith("text_encoder.")}
-    settings = {"text_config": dict(config.text_config), "context_length": config.context_length}
-    towers = image_tower_settings(source) if kind == IMAGE_TO_IMAGE else {}
-    extra = {"normalize": config.normalize, "embedding_space": config.embedding_space}
+    text = _Config(dict(config.text_config), f"{recipe.source.name}'s encoder")
     if kind == IMAGE_TO_IMAGE:
-        extra["normalize_image"] = False
-    encoder_config, _ = write_encoder(
-        registry, source, work, {**settings, **towers}, parts=(f"{recipe.source.name}'s encoder", "image_encoder"),
-        tokenizer=PRIOR_TOKENIZER,
-        text_state=text_state, **extra,
+        settings = clip_encoder_settings(source, text, config.length, "feature_extractor")
+    else:
+        settings = {"text_config": dict(text), "context_length": config.length}
+    _, encoder_config, _ = import_clip_encoder(
+        registry, source, settings, work, text_part=f"{recipe.source.name}'s encoder", tokenizer=PRIOR_TOKENIZER,
+        text_state=text_state, normalize=config.normalize, embedding_space=config.embedding_space,
     )
     return _encoder_slot(encoder_config), prior_slot
 
@@ -168,16 +174,20 @@ def _encoder_slot(encoder_config: Any) -> dict[str, Any]:
 
 def _own_encoder_and_prior(source: Path, work: Path, registry: Any, space: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """A text-to-image folder's own prior: its CLIP text tower and PriorTransformer."""
-    settings = prior_settings(source, PRIOR_PARTS[1:2] + PRIOR_PARTS[0:1] + PRIOR_PARTS[2:],
-                              scheduler_classes=("DDPMScheduler",))
+    text = _config(source, "prior_text_encoder")
+    length = caption_length(text, tokenizer_config(source, "prior_tokenizer"))
+    prior, _ = diffusion_prior_settings(
+        text, _config(source, "prior"), _config(source, "prior_scheduler", "scheduler_config.json"), length, "prior",
+        "prior_scheduler", scheduler_classes=("DDPMScheduler",), text_part="prior_text_encoder",
+    )
     check_tokenizer(source / PRIOR_PARTS[0])
     _copy_tokenizer(source / PRIOR_PARTS[0], work, PRIOR_TOKENIZER)
-    encoder_config, null_state = write_encoder(
-        registry, source, work, settings["encoder"], parts=("prior_text_encoder", "image_encoder"),
+    _, encoder_config, null_state = import_clip_encoder(
+        registry, source, {"text_config": dict(text), "context_length": length}, work, text_part="prior_text_encoder",
         tokenizer=PRIOR_TOKENIZER, embedding_space=space,
     )
-    prior = {**settings["prior"], "embedding_space": space}
-    write_prior(registry, source, work, prior, null_state, part="prior")
+    prior = {**prior, "embedding_space": space}
+    import_prior(registry, source / "prior", prior, null_state, work)
     scheduler = read_json(source / "prior_scheduler" / "scheduler_config.json")
     saved = {k: v for k, v in scheduler.items() if not k.startswith("_")}
     return _encoder_slot(encoder_config), {

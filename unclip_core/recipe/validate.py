@@ -199,8 +199,8 @@ def _prior_misfit(prior: ResolvedComponent | None, decoder: ResolvedComponent | 
         return None
     where = f"the prior ({prior.spec.name})"
     if mine.embed_dim is not None and theirs.embed_dim is not None and mine.embed_dim != theirs.embed_dim:
-        return (f"decoder ({decoder.spec.name}) reads {theirs.embed_dim}-dim image embeddings but {where} samples "
-                f"{mine.embed_dim}-dim ones; choose a prior and decoder of one embedding size")
+        return (f"decoder ({decoder.spec.name}) reads image embeddings of embedding size {theirs.embed_dim} but {where} "
+                f"samples embedding size {mine.embed_dim}; choose a prior and decoder of one embedding size")
     if mine.embedding_space and theirs.embedding_space and mine.embedding_space != theirs.embedding_space:
         return (f"decoder ({decoder.spec.name}) reads image embeddings of {theirs.embedding_space!r} but {where} samples "
                 f"in {mine.embedding_space!r}; choose a prior and decoder of one embedding space")
