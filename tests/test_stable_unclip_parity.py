@@ -185,6 +185,21 @@ def test_image_variation_matches_stable_unclip_img2img(karlo_and_img2img, negati
         expected = torch.from_numpy(np.asarray(expected)).permute(0, 3, 1, 2)
         generator = ours.generator(seed)
         embed = ours.encode_image([image])
-        captions = ours.decoder_text(prompt, None, negative)
-        got = (ours.decode(embed, captions, generator) * 0.5 + 0.5).clamp(0, 1)
+        got = (ours.decode(embed, ours.encode_text(prompt, negative), generator) * 0.5 + 0.5).clamp(0, 1)
         assert_close(got, expected, f"seed {seed}")
+
+
+def test_img2img_on_a_stable_unclip_recipe(text_to_image):
+    """img2img runs on the imported recipe (its saved DDIM scheduler starts from the noised
+    latents as diffusers' img2img loop does, see test_saved_scheduler): at strength 0 nothing
+    is denoised (the prompt does not matter), a higher strength departs from that, and the
+    negative prompt reaches the decoder."""
+    _, _, recipe = text_to_image
+    ours = load_ours(recipe)
+    image = input_image(7)
+    kept = ours.img2img_tensors(image, PROMPTS[:1], strength=0.0, seed=0)
+    assert torch.equal(kept, ours.img2img_tensors(image, PROMPTS[1:], strength=0.0, seed=0))
+    half = ours.img2img_tensors(image, PROMPTS[:1], strength=0.7, seed=0)
+    negative = ours.img2img_tensors(image, PROMPTS[:1], strength=0.7, seed=0, negative_prompt=NEGATIVES[:1])
+    assert half.shape == kept.shape == (1, 3, 32, 32)
+    assert float((half - kept).abs().max()) > 0.01 and float((half - negative).abs().max()) > 1e-3

@@ -158,6 +158,11 @@ class TextEncoding:
     negative: bool = False
     """``null`` is the encoding of negative prompts: every stage's unconditional branch reads
     it, whatever the stage's ``null_caption``."""
+    decoder: "TextEncoding | None" = None
+    """The same captions as a decoder with a caption encoder of its own reads them
+    (:meth:`Decoder.encode_captions`; Stable unCLIP reads SD's CLIP text tower), with their
+    own ``null``; the pipeline hands the decoder this in place of the encoder's encoding.
+    None: the decoder reads this encoding."""
 
     def __len__(self) -> int:
         return int(self.embed.shape[0])

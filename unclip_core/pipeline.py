@@ -10,6 +10,8 @@ works here.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,14 +147,20 @@ class Pipeline:
         """The prompts' encoding; when a stage's ``null_caption`` is ``empty`` it also carries
         the empty caption's, encoded as one batch of ``""`` beside the prompts (diffusers' order
         of work, so the numbers match). ``negative_prompts`` (one per prompt) are encoded in
-        its place and read by every stage's unconditional branch."""
+        its place and read by every stage's unconditional branch — except where the decoder has
+        a caption encoder of its own (Stable unCLIP): the encoding then also carries the
+        decoder's (``decoder``), whose unconditional caption is the negative prompts' (or
+        ``""``'s), and the prior keeps ``""``, as diffusers' StableUnCLIPPipeline does."""
+        own = self.decoder_text(prompts, negative_prompts)
+        if own is not None:
+            negative_prompts = None
         with running(self.settings.precision, self.device, self.encoder):
             text = self.encoder.encode_text(list(prompts))
             if negative_prompts is not None:
-                return text.with_null(self.encoder.encode_text(list(negative_prompts)), negative=True)
-            if "empty" in (self.settings.prior_null_caption, self.settings.decoder_null_caption):
+                text = text.with_null(self.encoder.encode_text(list(negative_prompts)), negative=True)
+            elif "empty" in (self.settings.prior_null_caption, self.settings.decoder_null_caption):
                 text = text.with_null(self.encoder.encode_text([""] * len(text)))
-            return text
+        return text if own is None else dataclasses.replace(text, decoder=own)
 
     @staticmethod
     def _null_for(text: TextEncoding | None, mode: str) -> TextEncoding | None:
@@ -203,22 +211,23 @@ class Pipeline:
     def decoder_condition(
         self, image_embed: Tensor, text: TextEncoding | None, negative_image_embed: Tensor | None = None
     ) -> DecoderCondition:
+        if text is not None and text.decoder is not None:
+            text = text.decoder  # the decoder's own encoding of the captions
         cond = DecoderCondition.build(image_embed.to(self.device), self._null_for(text, self.settings.decoder_null_caption))
         if negative_image_embed is not None:
             cond.negative_image_embed = negative_image_embed.to(self.device)
         return cond
 
-    def decoder_text(
-        self, prompts: Sequence[str], text: TextEncoding | None, negative_prompt: Sequence[str] | None = None
-    ) -> TextEncoding | None:
-        """The captions as the decoder reads them: ``text`` (the encoder's encoding), or the
-        decoder's own encoding of ``prompts`` where it has a caption encoder (Stable unCLIP),
-        with the negative prompts (``""`` without) as guidance's unconditional caption."""
+    def decoder_text(self, prompts: Sequence[str], negative_prompts: Sequence[str] | None = None) -> TextEncoding | None:
+        """The decoder's own encoding of ``prompts`` where it has a caption encoder (Stable
+        unCLIP), with the negative prompts' (``""``'s without) as guidance's unconditional
+        caption; None for a decoder that reads the encoder's encoding."""
         with running(self.settings.precision, self.device, self.decoder):
             own = self.decoder.encode_captions(list(prompts))
             if own is None:
-                return text
-            return own.with_null(self.decoder.encode_captions(list(negative_prompt or [""] * len(prompts))))
+                return None
+            null = self.decoder.encode_captions(list(negative_prompts or [""] * len(prompts)))
+            return own.with_null(null, negative=negative_prompts is not None)
 
     def decode(
         self, image_embed: Tensor, text: TextEncoding | None, generator: torch.Generator, *, x_T: Tensor | None = None,
@@ -309,11 +318,9 @@ class Pipeline:
         def stage(name: str) -> StepCallback | None:
             return None if on_step is None else (lambda info: on_step(name, info))
 
-        own = self.decoder_text(prompts, None, negatives)  # a decoder's own caption encoding, or None
-        text = self.encode_text(prompts, None if own is not None else negatives).repeat_interleave(n)  # each prompt once
+        text = self.encode_text(prompts, negatives).repeat_interleave(n)  # each prompt encoded once
         image_embed, negative_embed = self.embed_prompts(text, generator, stage("prior"))
-        captions = text if own is None else own.repeat_interleave(n)
-        base = self.decode(image_embed, captions, generator, callback=stage("decoder"), negative_image_embed=negative_embed)
+        base = self.decode(image_embed, text, generator, callback=stage("decoder"), negative_image_embed=negative_embed)
         return self.upsample(base, generator, stage("upsampler"))
 
     def generate(

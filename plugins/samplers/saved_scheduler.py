@@ -26,7 +26,7 @@ from unclip_core.errors import UnclipError
 from unclip_core.importing import IGNORED_CONFIG_KEYS
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
-from ._common import initial_noise, split_output, timestep_batch
+from ._common import initial_noise, split_output, strength_start, timestep_batch
 from .diffusers_adapter import DIFFUSERS_PREDICTION, _check_step_kwargs, _parameters, _variance_setting, scheduler_class
 
 SCHEDULE_TOLERANCE = 1e-5
@@ -89,6 +89,31 @@ class SavedSchedulerSampler(Sampler[SavedSchedulerConfig]):
         x_T: Tensor | None = None,
         callback: StepCallback | None = None,
     ) -> Tensor:
+        scheduler = self._prepared(denoiser)
+        x = initial_noise(shape, denoiser, generator, x_T) * scheduler.init_noise_sigma
+        return self._run(denoiser, scheduler, x, 0, generator, callback)
+
+    @torch.no_grad()
+    def sample_from(
+        self, denoiser: Denoiser, x0: Tensor, strength: float, *, generator: torch.Generator,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """img2img as diffusers' pipelines run it (``get_timesteps``, then ``add_noise`` at the
+        first timestep kept, then the remaining steps)."""
+        scheduler = self._prepared(denoiser)
+        order = int(getattr(scheduler, "order", 1))
+        start = strength_start(self.config.steps, strength) * order
+        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+        if start >= len(scheduler.timesteps):
+            return x0
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        noise = initial_noise(x0.shape, denoiser, generator, None)
+        x = scheduler.add_noise(x0, noise, scheduler.timesteps[start : start + 1].repeat(x0.shape[0]))
+        return self._run(denoiser, scheduler, x, start, generator, callback)
+
+    def _prepared(self, denoiser: Denoiser) -> Any:
+        """A fresh scheduler for this model with its timesteps set; one-line errors."""
         config = self.config
         label = f"sampler 'diffusers-saved-scheduler' ({config.scheduler})"
         try:
@@ -100,12 +125,16 @@ class SavedSchedulerSampler(Sampler[SavedSchedulerConfig]):
             scheduler.set_timesteps(config.steps, device=denoiser.device)
         except Exception as exc:  # noqa: BLE001
             raise UnclipError(f"{label}: set_timesteps({config.steps}) failed: {' '.join(str(exc).split())}") from None
-        step_kwargs = dict(config.step_kwargs)
+        return scheduler
+
+    def _run(self, denoiser: Denoiser, scheduler: Any, x: Tensor, start: int, generator: torch.Generator,
+             callback: StepCallback | None) -> Tensor:
+        """The pipeline's loop over ``scheduler.timesteps[start:]`` from ``x``."""
+        step_kwargs = dict(self.config.step_kwargs)
         if "generator" in _parameters(scheduler.step):
             step_kwargs["generator"] = generator
-        timesteps = list(scheduler.timesteps)
+        timesteps = list(scheduler.timesteps[start:])
         learned = denoiser.variance_type == "learned_range"
-        x = initial_noise(shape, denoiser, generator, x_T) * scheduler.init_noise_sigma
         for index, t in enumerate(timesteps):
             model_in = scheduler.scale_model_input(x, t)
             out = denoiser(model_in, timestep_batch(int(t), model_in))
