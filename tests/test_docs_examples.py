@@ -44,7 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = {"writing-plugins": DOCS / "writing-plugins.md", "recipes": DOCS / "recipes.md"}
+PAGES = {"writing-plugins": DOCS / "writing-plugins.md", "recipes": DOCS / "recipes.md", "latent": DOCS / "latent.md"}
 TOY = ROOT / "tests" / "toy_plugin"
 
 

@@ -222,11 +222,14 @@ class Pipeline:
         """The decoder's own encoding of ``prompts`` where it has a caption encoder (Stable
         unCLIP), with the negative prompts' (``""``'s without) as guidance's unconditional
         caption; None for a decoder that reads the encoder's encoding."""
+        encode = getattr(self.decoder, "encode_captions", None)  # a stand-in model may lack the Decoder hooks
+        if encode is None:
+            return None
         with running(self.settings.precision, self.device, self.decoder):
-            own = self.decoder.encode_captions(list(prompts))
+            own = encode(list(prompts))
             if own is None:
                 return None
-            null = self.decoder.encode_captions(list(negative_prompts or [""] * len(prompts)))
+            null = encode(list(negative_prompts or [""] * len(prompts)))
             return own.with_null(null, negative=negative_prompts is not None)
 
     def decode(
@@ -257,8 +260,10 @@ class Pipeline:
                 raise InputError("inpainting with a latent decoder is not supported yet; use a recipe with a pixel decoder")
             known, repaint = (value.to(self.device).float().expand(image_embed.shape[0], -1, -1, -1) for value in inpaint)
             cond.inpaint_image, cond.inpaint_mask = known, repaint
-        with torch.no_grad():
-            cond = self.decoder.prepare_condition(cond, generator)  # draws before x_T, as diffusers does
+        prepare = getattr(self.decoder, "prepare_condition", None)
+        if prepare is not None:
+            with torch.no_grad():
+                cond = prepare(cond, generator)  # draws before x_T, as diffusers does
         stage = self.stage("decoder")
         if start is not None:
             images, strength = start
