@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from unclip_core.cli.generate_cmd import _add_common, _metadata, _output_path, _pipeline, _write_results
-from unclip_core.cli.limits import check_text
+from unclip_core.cli.limits import MAX_ITEMS, check_count, check_text
 from unclip_core.errors import InputError
 from unclip_core.images import load_image
 
@@ -49,9 +49,6 @@ def run_img2img(args: argparse.Namespace) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     if not 0 <= args.strength <= 1:  # also refuses nan
         raise InputError(f"--strength must be a number in [0, 1] (0 keeps the image, 1 redraws it), got {args.strength}")
-    check_text(args.prompt, "PROMPT")
-    if args.negative is not None:
-        check_text(args.negative, "--negative")
     out = _output_path(args.out)
     load_image(args.image)  # a bad image fails before the models load
     pipeline = _pipeline(args)
@@ -64,6 +61,7 @@ def run_img2img(args: argparse.Namespace) -> int:
 
 
 def run_mix(args: argparse.Namespace) -> int:
+    check_count(len(args.items), "how many ITEMs", MAX_ITEMS)
     if len(args.weights) != len(args.items):
         raise InputError(f"{len(args.items)} items but {len(args.weights)} --weights; give one weight per item")
     if not all(math.isfinite(w) for w in args.weights):

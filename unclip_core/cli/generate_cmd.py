@@ -145,8 +145,6 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError(f"no PROMPT given: {shorten(args.prompt)!r} is a recipe override; put the caption first, in quotes")
     if args.n < 1:
         raise InputError(f"-n must be at least 1, got {args.n}")
-    if args.negative is not None:
-        check_text(args.negative, "--negative")
     out = _output_path(args.out)
     pipeline = _pipeline(args)
     images = pipeline.generate([args.prompt], n=args.n, seed=args.seed, negative_prompt=args.negative)
