@@ -1,6 +1,6 @@
 """The documentation pages must work when followed literally.
 
-Each page in ``PAGES`` (docs/writing-plugins.md, docs/recipes.md) has its fenced blocks run
+Each page in ``PAGES`` (docs/writing-plugins.md, docs/recipes.md, docs/latent.md) has its fenced blocks run
 or compared, by their info string:
 
 * ```` ```<lang> file=PATH ```` — must be byte-identical to ``PATH`` in the repository, so

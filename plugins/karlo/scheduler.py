@@ -34,6 +34,7 @@ from torch import Tensor
 
 from unclip_core.diffusion.noise import gaussian, initial_noise
 from unclip_core.diffusion.parameterization import to_x0_eps
+from unclip_core.diffusion.spacing import strength_start
 from unclip_core.errors import UnclipError
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
@@ -91,21 +92,53 @@ class UnclipSchedulerSampler(Sampler[UnclipSchedulerConfig]):
         callback: StepCallback | None = None,
     ) -> Tensor:
         """Ancestral sampling exactly as ``UnCLIPPipeline`` drives ``UnCLIPScheduler.step``."""
-        schedule, variance_type = denoiser.schedule, denoiser.variance_type
+        timesteps = self._timesteps(denoiser)
+        return self._run(denoiser, initial_noise(shape, denoiser, generator, x_T), timesteps, 0, generator, callback)
+
+    @torch.no_grad()
+    def sample_from(
+        self, denoiser: Denoiser, x0: Tensor, strength: float, *, generator: torch.Generator,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """img2img: ``x0`` noised to the first timestep kept (q(x_t | x0) with this sampler's
+        ᾱ), then the remaining steps of the chain."""
+        timesteps = self._timesteps(denoiser)
         try:
-            timesteps = unclip_timesteps(schedule.num_train_timesteps, self.config.steps)
+            start = strength_start(len(timesteps), strength)
         except ValueError as exc:
             raise UnclipError(f"sampler {NAME!r}: {exc}") from None
+        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+        if start == len(timesteps):
+            return x0
+        alpha_bar = self._alphas(denoiser.schedule)[2][timesteps[start]]
+        noise = gaussian(x0.shape, generator, x0.dtype, x0.device)
+        x = (alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise).to(x0.dtype)
+        return self._run(denoiser, x, timesteps, start, generator, callback)
+
+    def _timesteps(self, denoiser: Denoiser) -> list[int]:
+        try:
+            return unclip_timesteps(denoiser.schedule.num_train_timesteps, self.config.steps)
+        except ValueError as exc:
+            raise UnclipError(f"sampler {NAME!r}: {exc}") from None
+
+    def _alphas(self, schedule) -> tuple[Tensor, Tensor, Tensor]:
+        """``(betas, alphas, ᾱ)`` in float32 (as diffusers) or float64."""
         dtype = torch.float32 if self.config.exact_float32 else torch.float64
         betas = schedule.betas.to(dtype)
         alphas = 1.0 - betas
-        alphas_cumprod = torch.cumprod(alphas, dim=0)
-        one = torch.tensor(1.0, dtype=dtype)
-        clip = self.config.clip_sample_range if self.config.clip_sample_range is not None else denoiser.clip_range
+        return betas, alphas, torch.cumprod(alphas, dim=0)
 
-        x = initial_noise(shape, denoiser, generator, x_T)
+    def _run(self, denoiser: Denoiser, x: Tensor, timesteps: list[int], start: int, generator: torch.Generator,
+             callback: StepCallback | None) -> Tensor:
+        """The steps ``timesteps[start:]`` from ``x``."""
+        schedule, variance_type = denoiser.schedule, denoiser.variance_type
+        betas, alphas, alphas_cumprod = self._alphas(schedule)
+        one = torch.tensor(1.0, dtype=betas.dtype)
+        clip = self.config.clip_sample_range if self.config.clip_sample_range is not None else denoiser.clip_range
         channels = x.shape[1]
         for index, t in enumerate(timesteps):
+            if index < start:
+                continue
             t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else t - 1
             out = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
             expected = 2 * channels if variance_type == "learned_range" else channels
@@ -154,5 +187,5 @@ class UnclipSchedulerSampler(Sampler[UnclipSchedulerConfig]):
                 x_prev = x_prev + std * noise
             x = x_prev
             if callback is not None:
-                callback(StepInfo(index, len(timesteps), t, x, x0))
+                callback(StepInfo(index - start, len(timesteps) - start, t, x, x0))
         return x

@@ -12,7 +12,7 @@ from torch import Tensor
 from unclip_core.diffusion import noise
 from unclip_core.diffusion.noise import initial_noise  # noqa: F401 - the samplers import it from here
 from unclip_core.diffusion.parameterization import eps_from_x0, q_sample, to_x0_eps
-from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps
+from unclip_core.diffusion.spacing import TimestepSpacing, inference_timesteps, solver_timesteps, strength_start
 from unclip_core.errors import UnclipError
 from unclip_core.interfaces import Denoiser, Sampler, StepCallback, StepInfo
 
@@ -42,14 +42,6 @@ def step_pairs(
     except ValueError as exc:
         raise UnclipError(f"sampler {sampler!r}: {exc}") from None
     return list(zip(timesteps, timesteps[1:] + [-1]))
-
-
-def strength_start(steps: int, strength: float) -> int:
-    """The index of the first step img2img takes at ``strength`` (diffusers' ``get_timesteps``):
-    the last ``int(steps · strength)`` steps run."""
-    if not 0 <= strength <= 1:  # also refuses nan
-        raise UnclipError(f"strength must be a number in [0, 1], got {strength}")
-    return steps - min(int(steps * strength), steps)
 
 
 def gaussian(shape: Sequence[int], denoiser: Denoiser, generator: torch.Generator) -> Tensor:

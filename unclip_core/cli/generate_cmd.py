@@ -36,6 +36,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("prompt", nargs="?", help="the caption")
     g.add_argument("-n", type=int, default=1, help="images to generate; more than one also writes a grid")
     g.add_argument("--from", dest="from_png", default=None, help="reproduce a PNG written by unclip generate")
+    g.add_argument("--negative", default=None, metavar="TEXT",
+                   help="negative prompt: what guidance steers away from (docs/recipes.md, Operations)")
     _add_common(g, "unclip.png")
     g.set_defaults(handler=run_generate)
 
@@ -145,8 +147,9 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     out = _output_path(args.out)
     pipeline = _pipeline(args)
-    images = pipeline.generate([args.prompt], n=args.n, seed=args.seed)
-    _write_results(images, out, _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n))
+    images = pipeline.generate([args.prompt], n=args.n, seed=args.seed, negative_prompt=args.negative)
+    extra = {} if args.negative is None else {"negative": args.negative}
+    _write_results(images, out, _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n, **extra))
     return 0
 
 
@@ -178,7 +181,7 @@ def _checked_settings(meta: Any, source: str) -> dict[str, Any]:
     missing = [key for key in ("recipe", "prompt", "seed") if meta.get(key) is None]
     if missing:
         raise InputError(f"{source}: its unclip settings lack {', '.join(missing)}")
-    expected = {"recipe": str, "prompt": str, "seed": int, "n": int, "index": int}
+    expected = {"recipe": str, "prompt": str, "seed": int, "n": int, "index": int, "negative": str}
     for key, kind in expected.items():
         value = meta.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -191,6 +194,8 @@ def _checked_settings(meta: Any, source: str) -> dict[str, Any]:
     check_seed(meta["seed"], f"{source}: its unclip setting 'seed'")
     check_count(meta.get("n", 1), f"{source}: its unclip setting 'n'", COUNT_LIMITS["n"][1])
     check_text(meta["prompt"], f"{source}: its unclip setting 'prompt'")
+    if meta.get("negative") is not None:
+        check_text(meta["negative"], f"{source}: its unclip setting 'negative'")
     return meta
 
 
@@ -212,7 +217,7 @@ def _regenerate(args: argparse.Namespace) -> int:
         )
     _keep_recorded_precision(pipeline, meta, args.from_png, extra_overrides)
     n = meta.get("n", 1)
-    images = pipeline.generate([meta["prompt"]], n=n, seed=args.seed)
+    images = pipeline.generate([meta["prompt"]], n=n, seed=args.seed, negative_prompt=meta.get("negative"))
     index = meta.get("index")
     if index is not None and not 0 <= index < n:
         raise InputError(f"{args.from_png}: its settings name image {index} of {n}")

@@ -29,7 +29,12 @@ a typo cannot start a run that never ends."""
 MAX_THETAS = 256
 """Most ``--thetas`` a textdiff may draw (one image each, like ``-n``)."""
 
-TEXT_ARGUMENTS: dict[str, str] = {"prompt": "the prompt", "from_caption": "the from-caption", "to_caption": "the to-caption"}
+MAX_ITEMS = 256
+"""Most items a ``mix`` may weigh (a caption each costs a prior run)."""
+
+TEXT_ARGUMENTS: dict[str, str] = {
+    "prompt": "the prompt", "from_caption": "the from-caption", "to_caption": "the to-caption", "negative": "--negative",
+}
 """Arguments that are text for a model (not file names, which may hold any bytes)."""
 
 

@@ -40,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_command_modules() -> list:
-    """Commands that live in their own modules (training, embedding, evaluation, import, inpainting, doctor, serving)."""
+    """Commands that live in their own modules (training, embedding, evaluation, import, inpainting, img2img and
+    mix, doctor, serving)."""
     import importlib
 
     found = []
-    for name in ("train_cmd", "embed_cmd", "eval_cmd", "import_cmd", "inpaint_cmd", "doctor_cmd", "serve_cmd"):
+    for name in ("train_cmd", "embed_cmd", "eval_cmd", "import_cmd", "inpaint_cmd", "edit_cmd", "doctor_cmd", "serve_cmd"):
         try:
             found.append(importlib.import_module(f"unclip_core.cli.{name}"))
         except ModuleNotFoundError as exc:

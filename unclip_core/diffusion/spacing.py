@@ -64,3 +64,11 @@ def solver_timesteps(num_train_timesteps: int, steps: int, spacing: TimestepSpac
     if len(set(timesteps.tolist())) != steps or timesteps.min() < 1:
         raise ValueError(f"steps={steps} is too many for {spacing!r} spacing over {total} timesteps; use 'trailing'")
     return [int(t) for t in timesteps]
+
+
+def strength_start(steps: int, strength: float) -> int:
+    """The index of the first of ``steps`` steps img2img takes at ``strength`` (diffusers'
+    ``get_timesteps``): the last ``int(steps · strength)`` steps run."""
+    if not 0 <= strength <= 1:  # also refuses nan
+        raise ValueError(f"strength must be a number in [0, 1], got {strength}")
+    return steps - min(int(steps * strength), steps)
