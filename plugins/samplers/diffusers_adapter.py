@@ -183,6 +183,22 @@ def make_scheduler(config: DiffusersSchedulerConfig, schedule: NoiseSchedule, pr
     return scheduler
 
 
+def noised_start(
+    scheduler: Any, steps: int, strength: float, x0: Tensor, denoiser: Denoiser, generator: torch.Generator
+) -> tuple[Tensor, int]:
+    """img2img's start as diffusers' pipelines make it (``get_timesteps``, then the scheduler's
+    ``add_noise`` at the first timestep kept): ``(x, index of that timestep)``; when no step is
+    left, ``(x0, len(timesteps))``. ``scheduler`` has its timesteps set."""
+    start = strength_start(steps, strength) * int(getattr(scheduler, "order", 1))
+    x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+    if start >= len(scheduler.timesteps):
+        return x0, start
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    noise = initial_noise(x0.shape, denoiser, generator, None)
+    return scheduler.add_noise(x0, noise, scheduler.timesteps[start : start + 1].repeat(x0.shape[0])), start
+
+
 class DiffusersSchedulerSampler(Sampler[DiffusersSchedulerConfig]):
     """Any diffusers scheduler (Euler, Heun, UniPC, DEIS, DPM-Solver, ...) driving the model, with the model's schedule."""
 
@@ -215,15 +231,9 @@ class DiffusersSchedulerSampler(Sampler[DiffusersSchedulerConfig]):
         """img2img as diffusers' pipelines run it: the scheduler's ``add_noise`` at the first
         timestep kept (``get_timesteps``), then the remaining steps."""
         scheduler, label = self._start(denoiser)
-        order = int(getattr(scheduler, "order", 1))
-        start = strength_start(self.config.steps, strength) * order
-        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+        x, start = noised_start(scheduler, self.config.steps, strength, x0, denoiser, generator)
         if start >= len(scheduler.timesteps):
-            return x0
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(start)
-        noise = initial_noise(x0.shape, denoiser, generator, None)
-        x = scheduler.add_noise(x0, noise, scheduler.timesteps[start : start + 1].repeat(x0.shape[0]))
+            return x
         return self._run(denoiser, scheduler, x, start, generator, callback, label)
 
     def _start(self, denoiser: Denoiser) -> tuple[Any, str]:

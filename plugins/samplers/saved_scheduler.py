@@ -26,8 +26,8 @@ from unclip_core.errors import UnclipError
 from unclip_core.importing import IGNORED_CONFIG_KEYS
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
 
-from ._common import initial_noise, split_output, strength_start, timestep_batch
-from .diffusers_adapter import DIFFUSERS_PREDICTION, _check_step_kwargs, _parameters, _variance_setting, scheduler_class
+from ._common import initial_noise, split_output, timestep_batch
+from .diffusers_adapter import DIFFUSERS_PREDICTION, _check_step_kwargs, _parameters, _variance_setting, noised_start, scheduler_class
 
 SCHEDULE_TOLERANCE = 1e-5
 """How far the scheduler's float32 ᾱ may be from the model's (float32 rounding of the same
@@ -101,15 +101,9 @@ class SavedSchedulerSampler(Sampler[SavedSchedulerConfig]):
         """img2img as diffusers' pipelines run it (``get_timesteps``, then ``add_noise`` at the
         first timestep kept, then the remaining steps)."""
         scheduler = self._prepared(denoiser)
-        order = int(getattr(scheduler, "order", 1))
-        start = strength_start(self.config.steps, strength) * order
-        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
+        x, start = noised_start(scheduler, self.config.steps, strength, x0, denoiser, generator)
         if start >= len(scheduler.timesteps):
-            return x0
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(start)
-        noise = initial_noise(x0.shape, denoiser, generator, None)
-        x = scheduler.add_noise(x0, noise, scheduler.timesteps[start : start + 1].repeat(x0.shape[0]))
+            return x
         return self._run(denoiser, scheduler, x, start, generator, callback)
 
     def _prepared(self, denoiser: Denoiser) -> Any:

@@ -14,7 +14,6 @@ from pathlib import Path
 from unclip_core.cli.generate_cmd import _add_common, _metadata, _output_path, _pipeline, _write_results
 from unclip_core.cli.limits import MAX_ITEMS, check_count, check_text
 from unclip_core.errors import InputError
-from unclip_core.images import load_image
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -50,6 +49,8 @@ def run_img2img(args: argparse.Namespace) -> int:
     if not 0 <= args.strength <= 1:  # also refuses nan
         raise InputError(f"--strength must be a number in [0, 1] (0 keeps the image, 1 redraws it), got {args.strength}")
     out = _output_path(args.out)
+    from unclip_core.images import load_image  # heavy (torch): only once the command runs
+
     load_image(args.image)  # a bad image fails before the models load
     pipeline = _pipeline(args)
     images = pipeline.img2img(args.image, args.prompt, args.strength, n=args.n, seed=args.seed, negative_prompt=args.negative)
@@ -70,6 +71,8 @@ def run_mix(args: argparse.Namespace) -> int:
     for item in args.items:
         check_text(item, "ITEM")
         if Path(item).is_file():
+            from unclip_core.images import load_image  # heavy (torch): only once the command runs
+
             load_image(item)  # a bad image fails before the models load
             items.append(Path(item))
         else:
