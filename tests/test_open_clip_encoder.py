@@ -366,3 +366,16 @@ def test_custom_text_tower_layout_also_matches_open_clip():
     tower = encoder.model.text
     x = tower.ln_final(tower.transformer(tower.token_embedding(ids) + tower.positional_embedding, attn_mask=tower.attn_mask))
     torch.testing.assert_close(text.tokens, x, rtol=0, atol=1e-5)
+
+
+def test_token_ids_equal_a_freshly_built_open_clip_tokenizer_at_the_encoder_context(encoder):
+    """The encoder reuses the tokenizer open_clip builds at import (one BPE load, not two):
+    its ids must still be those of a SimpleTokenizer built for the encoder's own context."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    reference = SimpleTokenizer(context_length=16)
+    prompts = ["a red circle to the left of a blue square", "", "Café, 3 GREEN triangles!!", "word " * 30]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the long prompt's truncation warning
+        ids = encoder.tokenize(prompts).ids
+    assert torch.equal(ids, reference(prompts))
