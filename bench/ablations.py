@@ -14,6 +14,8 @@ decoder is given:
   prior; where it fails, the decoder is what fails.
 - ``diffusion-prior-1`` / ``-2``: the shipped diffusion prior, best of 1 and of 2 by z_i·z_t.
 - ``ar-prior-1`` / ``-2``: the autoregressive prior (slot file ``shapes-prior-ar.yaml``).
+- ``decoder-best-of-2`` / ``-4``: the shipped prior, and each image the best of 2 or 4
+  decoded draws by CLIP similarity to its caption (``decoder.candidates``).
 
 Prior time is the prior stage's own wall time per image (0 where there is no prior).
 ``--base-only`` judges the decoder's 32×32 output (the upsampler sees no text and is the same
@@ -42,6 +44,7 @@ from PIL import Image
 from unclip_core.atomic import atomic_write
 from unclip_core.evaluation import run_evaluation
 from unclip_core.images import tensor_to_pil
+from unclip_core.operations.classify import decode_best_of
 from unclip_core.pipeline import Pipeline
 from unclip_core.recipe.assemble import load_pipeline
 from unclip_core.recipe.files import load_recipe
@@ -60,6 +63,10 @@ ROWS: dict[str, dict[str, Any]] = {
     "diffusion-prior-2": {"label": "diffusion prior, best of 2", "source": "prior", "overrides": ["prior.candidates=2"]},
     "ar-prior-1": {"label": "AR prior, best of 1", "source": "prior", "overrides": ["prior=shapes-prior-ar.yaml", "prior.candidates=1"]},
     "ar-prior-2": {"label": "AR prior, best of 2", "source": "prior", "overrides": ["prior=shapes-prior-ar.yaml", "prior.candidates=2"]},
+    "decoder-best-of-2": {"label": "diffusion prior best of 2, decoder best of 2 (CLIP reranking)", "source": "prior",
+                          "overrides": ["prior.candidates=2", "decoder.candidates=2"]},
+    "decoder-best-of-4": {"label": "diffusion prior best of 2, decoder best of 4 (CLIP reranking)", "source": "prior",
+                          "overrides": ["prior.candidates=2", "decoder.candidates=4"]},
 }
 
 
@@ -85,7 +92,10 @@ def make_generate(pipeline: Pipeline, source: str, timing: dict[str, float], ups
         else:  # "zero" and "null": the values are zeros; "null" has the decoder ignore them
             image_embed = torch.zeros_like(text.embed, dtype=torch.float32)
             drop_image = source == "null"
-        images = pipeline.decode(image_embed, text, generator, drop_image=drop_image)
+        if drop_image:
+            images = pipeline.decode(image_embed, text, generator, drop_image=True)
+        else:  # the recipe's decoder.candidates: best of N by CLIP similarity, as generate does
+            images = decode_best_of(pipeline, image_embed, text, generator)
         if upsample:
             images = pipeline.upsample(images, generator)
         return tensor_to_pil(images)

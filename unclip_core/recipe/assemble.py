@@ -108,6 +108,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
             prior_guidance_scale=recipe.prior.guidance_scale,
             prior_candidates=recipe.prior.candidates,
             decoder_guidance_scale=recipe.decoder.guidance_scale,
+            decoder_candidates=recipe.decoder.candidates,
             prior_null_caption=recipe.prior.null_caption,
             decoder_null_caption=recipe.decoder.null_caption,
             device=device,
