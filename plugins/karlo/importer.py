@@ -78,13 +78,13 @@ def _fits(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) 
     check_state_dict(module, state, source)
 
 
-def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_line: str) -> tuple[str, dict[str, Any]]:
+def encoder_and_prior_slots(settings: dict[str, Any], encoder_config: Any) -> dict[str, Any]:
+    """The recipe's ``encoder`` and ``prior`` slots for weights written by
+    :func:`import_clip_encoder` and :func:`import_prior`: diffusers' prior defaults (guidance
+    4, 25 steps, no best-of), the empty caption as the unconditional one."""
     encoder = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     encoder["tokenizer"] = "tokenizer"
-    data = {
-        "name": source.name,
-        "description": f"Karlo ({source.name}) imported by `unclip import karlo`: diffusers' UnCLIPPipeline, "
-        "same weights, same sampling.",
+    return {
         "encoder": {"type": "hf-clip", "config": encoder, "weights": "encoder.safetensors"},
         "prior": {
             "type": "diffusion-prior",
@@ -95,6 +95,15 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
             "null_caption": "empty",
             "sampler": {"type": "unclip-scheduler", "config": {"steps": 25, **settings["prior_sampler"]}},
         },
+    }
+
+
+def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_line: str) -> tuple[str, dict[str, Any]]:
+    data = {
+        "name": source.name,
+        "description": f"Karlo ({source.name}) imported by `unclip import karlo`: diffusers' UnCLIPPipeline, "
+        "same weights, same sampling.",
+        **encoder_and_prior_slots(settings, encoder_config),
         "decoder": {
             "type": "unclip-decoder",
             "config": settings["decoder"],
@@ -127,15 +136,23 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
 
 def import_clip_encoder(
     registry: Any, source: Path, settings: dict[str, Any], work: Path, *, text_part: str = "text_encoder",
-    tokenizer: str = "tokenizer", text_state: dict[str, torch.Tensor] | None = None, **extra: Any,
+    tokenizer: str = "tokenizer", tokenizer_from: Path | None = None, text_state: dict[str, torch.Tensor] | None = None,
+    **extra: Any,
 ) -> tuple[Any, Any, dict[str, torch.Tensor]]:
-    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``work/tokenizer``
-    copied already, and ``image_encoder/`` where ``settings`` has a vision config), built for
+    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``tokenizer/`` copied
+    to ``work``, and ``image_encoder/`` where ``settings`` has a vision config), built for
     real and saved as ``work/encoder.safetensors``. Returns ``(encoder, its config, CLIP's
-    encoding of "" as the prior's and decoder's null caption weights)``. ``text_part`` and
-    ``tokenizer`` name other folders (Stable unCLIP's ``prior_text_encoder/``); ``text_state``
-    gives the text tower's weights (``text_encoder.*``) in place of the folder's (an imported
-    recipe's encoder, named by ``text_part`` in errors); ``extra``: further ``hf-clip`` settings."""
+    encoding of "" as the prior's and decoder's null caption weights)``. ``text_part`` names
+    another text tower folder (Stable unCLIP's ``prior_text_encoder/``); the tokenizer is copied
+    from ``tokenizer_from`` (default the folder's ``tokenizer/``) to ``work/<tokenizer>``;
+    ``text_state`` gives the text tower's weights (``text_encoder.*``) in place of the folder's
+    (an imported recipe's encoder, named by ``text_part`` in errors); ``extra``: further
+    ``hf-clip`` settings."""
+    tokenizer_from = Path(tokenizer_from) if tokenizer_from is not None else source / "tokenizer"
+    try:
+        shutil.copytree(tokenizer_from, work / tokenizer)
+    except (OSError, shutil.Error) as exc:
+        raise InputError(f"{tokenizer_from.name}/: cannot copy it ({' '.join(str(exc).split())})") from None
     enc_settings = {**settings, "normalize": False, **extra}
     text_cfg = enc_settings.pop("text_config")
     vision_cfg = enc_settings.pop("vision_config", None)
@@ -201,11 +218,6 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
     check_tokenizer(source / "tokenizer")
 
     with staged_folder(out) as work:
-        try:
-            shutil.copytree(source / "tokenizer", work / "tokenizer")
-        except (OSError, shutil.Error) as exc:
-            raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
-
         encoder, encoder_config, null_state = import_clip_encoder(registry, source, settings["encoder"], work)
         del encoder
         import_prior(registry, source / "prior", settings["prior"], null_state, work)

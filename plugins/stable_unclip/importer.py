@@ -42,7 +42,7 @@ from unclip_core.recipe.validate import ResolvedRecipe, validate_recipe
 from unclip_core.registry import default_registry
 from unclip_core.weights import atomic_save_safetensors, read_safetensors
 from unclip_plugins.karlo.folder import check_tokenizer, read_json, read_weights
-from unclip_plugins.karlo.importer import _fits, _prefixed, import_clip_encoder, import_prior
+from unclip_plugins.karlo.importer import _fits, _prefixed, encoder_and_prior_slots, import_clip_encoder, import_prior
 from unclip_plugins.karlo.settings import (
     _config,
     _Config,
@@ -53,7 +53,7 @@ from unclip_plugins.karlo.settings import (
 )
 
 from .folder import IMAGE_TO_IMAGE, PRIOR_PARTS, TEXT_TO_IMAGE, folder_kind
-from .settings import decoder_settings
+from .settings import decoder_settings, saved_scheduler
 
 RECIPE_NAME = "stable-unclip.yaml"
 FORMAT = "unclip-stable-unclip"
@@ -152,7 +152,6 @@ def _encoder_and_prior_from_recipe(
         raise InputError(f"--prior {recipe.source}: its encoder is {encoder.spec.name!r}; an img2img folder's image tower "
                          "joins an hf-clip encoder with weights (as `unclip import karlo` writes)")
     config = encoder.config
-    _copy_tokenizer(Path(config.tokenizer), work, PRIOR_TOKENIZER)
     text_state = {k: v for k, v in read_safetensors(encoder.weights).items() if k.startswith("text_encoder.")}
     text = _Config(dict(config.text_config), f"{recipe.source.name}'s encoder")
     if kind == IMAGE_TO_IMAGE:
@@ -161,15 +160,16 @@ def _encoder_and_prior_from_recipe(
         settings = {"text_config": dict(text), "context_length": config.length}
     _, encoder_config, _ = import_clip_encoder(
         registry, source, settings, work, text_part=f"{recipe.source.name}'s encoder", tokenizer=PRIOR_TOKENIZER,
-        text_state=text_state, normalize=config.normalize, embedding_space=config.embedding_space,
+        tokenizer_from=Path(config.tokenizer), text_state=text_state, normalize=config.normalize, embedding_space=config.embedding_space,
     )
     return _encoder_slot(encoder_config), prior_slot
 
 
 def _encoder_slot(encoder_config: Any) -> dict[str, Any]:
-    data = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    data["tokenizer"] = PRIOR_TOKENIZER
-    return {"type": "hf-clip", "config": data, "weights": "encoder.safetensors"}
+    """The shared ``encoder`` slot, reading ``prior_tokenizer/`` (``tokenizer/`` is SD's here)."""
+    slot = encoder_and_prior_slots({"prior": {}, "prior_sampler": {}}, encoder_config)["encoder"]
+    slot["config"]["tokenizer"] = PRIOR_TOKENIZER
+    return slot
 
 
 def _own_encoder_and_prior(source: Path, work: Path, registry: Any, space: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -181,25 +181,18 @@ def _own_encoder_and_prior(source: Path, work: Path, registry: Any, space: str |
         "prior_scheduler", scheduler_classes=("DDPMScheduler",), text_part="prior_text_encoder",
     )
     check_tokenizer(source / PRIOR_PARTS[0])
-    _copy_tokenizer(source / PRIOR_PARTS[0], work, PRIOR_TOKENIZER)
     _, encoder_config, null_state = import_clip_encoder(
         registry, source, {"text_config": dict(text), "context_length": length}, work, text_part="prior_text_encoder",
-        tokenizer=PRIOR_TOKENIZER, embedding_space=space,
+        tokenizer=PRIOR_TOKENIZER, tokenizer_from=source / PRIOR_PARTS[0], embedding_space=space,
     )
-    prior = {**prior, "embedding_space": space}
+    prior = {k: v for k, v in {**prior, "embedding_space": space}.items() if v is not None}
     import_prior(registry, source / "prior", prior, null_state, work)
-    scheduler = read_json(source / "prior_scheduler" / "scheduler_config.json")
-    saved = {k: v for k, v in scheduler.items() if not k.startswith("_")}
-    return _encoder_slot(encoder_config), {
-        "type": "diffusion-prior",
-        "config": {k: v for k, v in prior.items() if v is not None},
-        "weights": "prior.safetensors",
-        "guidance_scale": 4.0,
-        "candidates": 1,
-        "null_caption": "empty",
-        "sampler": {"type": "diffusers-saved-scheduler",
-                    "config": {"scheduler": scheduler.get("_class_name", "DDPMScheduler"), "scheduler_config": saved, "steps": 25}},
+    slots = encoder_and_prior_slots({"prior": prior, "prior_sampler": {}}, encoder_config)
+    slots["prior"]["sampler"] = {
+        "type": "diffusers-saved-scheduler",
+        "config": saved_scheduler(_config(source, "prior_scheduler", "scheduler_config.json"), 25),
     }
+    return _encoder_slot(encoder_config), slots["prior"]
 
 
 def _write_decoder(source: Path, work: Path, registry: Any, settings: dict[str, Any]) -> None:
