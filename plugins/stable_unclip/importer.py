@@ -33,7 +33,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from unclip_core.errors import InputError, RecipeError, UnclipError
