@@ -6,7 +6,7 @@ For each size (``small``: diffusers' own Kandinsky 2.2 test components, 64 px im
 MoVQ, 128 px images from 32 px latents) the script builds random folders, saves them,
 imports them with ``unclip import kandinsky22``, loads both pipelines from disk in this
 process and times text → image alternately (a warm-up each, then ``--repeats`` runs, median
-seconds). Ours runs in fp32 twice: as imported (the default channels-last layout) and with
+seconds, the three pipelines in turn each round). Ours runs in fp32 twice: as imported (the default channels-last layout) and with
 ``runtime.memory_format=contiguous`` (diffusers' layout, the one with exact parity). Peak
 RSS is measured for each pipeline alone, in a child process (load, one run).
 
@@ -74,14 +74,19 @@ def run_theirs(combined, steps: tuple[int, int], size: int, seed: int = 0) -> to
     return torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1
 
 
-def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    fn()
-    times, out = [], None
+def timed_alternately(fns: dict, repeats: int) -> dict[str, tuple[float, torch.Tensor]]:
+    """Median seconds and last output of each function, run in turn (a warm-up each, then
+    ``repeats`` rounds of one run each), so load from other jobs falls on all of them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    outs: dict[str, torch.Tensor] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), outs[name]) for name in fns}
 
 
 def child_rss(args: argparse.Namespace) -> None:
@@ -123,9 +128,12 @@ def main() -> None:
             combined, _, _ = load_reference(root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder")
             pixels = SIZES[size][1]
             ours_cl, ours_contiguous = load_ours(recipe, steps), load_ours(recipe, steps, "contiguous")
-            t_theirs, theirs = timed(lambda: run_theirs(combined, steps, pixels), args.repeats)
-            t_cl, _ = timed(lambda: ours_cl.generate_tensors(PROMPTS), args.repeats)
-            t_contiguous, ours = timed(lambda: ours_contiguous.generate_tensors(PROMPTS), args.repeats)
+            runs = timed_alternately({
+                "diffusers": lambda: run_theirs(combined, steps, pixels),
+                "channels-last": lambda: ours_cl.generate_tensors(PROMPTS),
+                "contiguous": lambda: ours_contiguous.generate_tensors(PROMPTS),
+            }, args.repeats)
+            (t_theirs, theirs), (t_cl, _), (t_contiguous, ours) = runs["diffusers"], runs["channels-last"], runs["contiguous"]
             print(f"{size} ({pixels} px, 2 prompts): diffusers {t_theirs:.3f} s; ours channels-last {t_cl:.3f} s "
                   f"({t_cl / t_theirs:.2f}x), contiguous {t_contiguous:.3f} s ({t_contiguous / t_theirs:.2f}x); "
                   f"max |difference| contiguous vs diffusers {(ours - theirs).abs().max().item():.1e}")

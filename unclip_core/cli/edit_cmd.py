@@ -48,9 +48,9 @@ def run_img2img(args: argparse.Namespace) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     if not 0 <= args.strength <= 1:  # also refuses nan
         raise InputError(f"--strength must be a number in [0, 1] (0 keeps the image, 1 redraws it), got {args.strength}")
-    out = _output_path(args.out)
-    from unclip_core.images import load_image  # heavy (torch): only once the command runs
+    from unclip_core.images import load_image  # heavy (torch): only when the command runs
 
+    out = _output_path(args.out)
     load_image(args.image)  # a bad image fails before the models load
     pipeline = _pipeline(args)
     images = pipeline.img2img(args.image, args.prompt, args.strength, n=args.n, seed=args.seed, negative_prompt=args.negative)
@@ -67,12 +67,12 @@ def run_mix(args: argparse.Namespace) -> int:
         raise InputError(f"{len(args.items)} items but {len(args.weights)} --weights; give one weight per item")
     if not all(math.isfinite(w) for w in args.weights):
         raise InputError(f"--weights must be finite numbers, got {args.weights}")
+    from unclip_core.images import load_image  # heavy (torch): only when the command runs
+
     items: list = []
     for item in args.items:
         check_text(item, "ITEM")
         if Path(item).is_file():
-            from unclip_core.images import load_image  # heavy (torch): only once the command runs
-
             load_image(item)  # a bad image fails before the models load
             items.append(Path(item))
         else:
