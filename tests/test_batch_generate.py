@@ -272,3 +272,102 @@ def test_webdataset_shards_are_read_by_the_shards_dataset(tmp_path, pipeline):
     # a rerun finds every image recorded (in its shard) and draws nothing
     assert generate("--prompts", str(prompts), "--out-dir", str(out), "--format", "webdataset") == 0
     assert sorted(p.name for p in out.glob("*.tar")) == shards
+
+
+# ------------------------------------------------------------------ torchrun
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(record: Path, *args: str) -> list[str]:
+    record.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port()), str(DRIVER), str(record), "generate", *args, *FAST]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+SHARDED = [{"prompt": p, "seed": 40 + s, "n": 1 + s % 2} for s, p in enumerate(
+    ["a red circle", "a blue square", "a green triangle", "a yellow star", "a purple circle", "a red square",
+     "a blue star", "a green circle", "a yellow square", "a purple star", "a red triangle", "a blue circle"])]
+
+
+def pngs_written(record: Path, rank: int) -> list[str]:
+    path = record / f"rank{rank}.writes.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [name for line in lines for name in json.loads(line) if name.endswith(".png")]
+
+
+def check_against_reference(pipeline, prompts: Path, out: Path) -> None:
+    wanted = reference(pipeline, read_prompt_file(prompts))
+    assert sorted(r["file"] for r in records(out)) == sorted(wanted), "the manifest is not one record per image"
+    assert {p.name for p in out.glob("*.png")} == set(wanted) and not list(out.glob("manifest.rank*"))
+    for name, image in wanted.items():
+        assert same_image(pixels(out / name), image), name
+
+
+@pytest.mark.slow
+def test_two_ranks_write_each_image_once_and_draw_what_one_process_draws(tmp_path, pipeline):
+    prompts = write_jsonl(tmp_path / "p.jsonl", SHARDED)
+    out, record = tmp_path / "out", tmp_path / "record"
+    done = subprocess.run(torchrun_command(record, "--prompts", str(prompts), "--out-dir", str(out), "--batch-size", "3"),
+                          env=ENV, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    per_rank = [pngs_written(record, rank) for rank in range(2)]
+    assert per_rank[0] and per_rank[1], "a rank drew nothing"
+    everything = per_rank[0] + per_rank[1]
+    assert len(everything) == len(set(everything)), "an image was written twice"
+    check_against_reference(pipeline, prompts, out)
+    assert done.stdout.count("manifest.jsonl") == 1, "only rank 0 reports"
+    assert done.stderr.count("unclip: drew 18 images") == 1, "rank 0's report does not count every rank's images"
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_run_leaves_a_state_that_resumes_to_the_same_images(tmp_path, pipeline):
+    prompts = write_jsonl(tmp_path / "p.jsonl", SHARDED)
+    out, record = tmp_path / "out", tmp_path / "record"
+    run = subprocess.Popen(torchrun_command(record, "--prompts", str(prompts), "--out-dir", str(out), "--batch-size", "1", "-q"),
+                           env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = out / "manifest.rank1.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and run.poll() is None and not (part.is_file() and part.read_text().count("\n") >= 1):
+        time.sleep(0.02)
+    victim = rank_process(run.pid, rank=1)
+    assert run.poll() is None and victim is not None, "the run ended before rank 1 could be killed"
+    os.kill(victim, signal.SIGKILL)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode != 0
+    recorded = {}
+    for path in [out / "manifest.jsonl", *out.glob("manifest.rank*.jsonl")]:
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.endswith("}"):
+                    recorded[json.loads(line)["file"]] = (out / json.loads(line)["file"]).stat().st_mtime_ns
+    assert 0 < len(recorded) < sum(line["n"] for line in SHARDED)
+    # the same command on one process finishes the rest, drawing none of what was recorded
+    again = tmp_path / "again"
+    again.mkdir()
+    done = subprocess.run([sys.executable, str(DRIVER), str(again), "generate", "--prompts", str(prompts), "--out-dir", str(out),
+                           "--batch-size", "4", *FAST], env=ENV, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not set(pngs_written(again, 0)) & set(recorded), "a recorded image was drawn again"
+    assert all((out / name).stat().st_mtime_ns == stamp for name, stamp in recorded.items())
+    check_against_reference(pipeline, prompts, out)
+
+
+def rank_process(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker ``rank`` (its child whose environment says RANK=rank)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
