@@ -371,3 +371,42 @@ def rank_process(parent: int, rank: int) -> int | None:
         if ppid == parent and f"RANK={rank}".encode() in environ:
             return int(entry.name)
     return None
+
+
+# ------------------------------------------------------------------ unclip eval folder
+def test_eval_folder_scores_clip_and_the_shapes_checker_against_direct_computation(tmp_path, pipeline, capsys):
+    from unclip_plugins.shapes import check, prompt_set
+
+    shapes_prompts = prompt_set("seen_one", 3, 0) + prompt_set("seen_two", 2, 0)
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": p, "n": 1 + i % 2} for i, p in enumerate(shapes_prompts)])
+    out, shards = tmp_path / "out", tmp_path / "shards"
+    assert generate("--prompts", str(prompts), "--out-dir", str(out), "--batch-size", "4") == 0
+    assert generate("--prompts", str(prompts), "--out-dir", str(shards), "--format", "webdataset", "--shard-size", "3") == 0
+    capsys.readouterr()
+    assert main(["eval", "folder", str(out), str(shards), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    written = records(out)
+    cosines = [dict(pipeline.rerank([out / r["file"]], r["prompt"]))[0] for r in written]
+    wanted = float(np.mean([100 * max(c, 0.0) for c in cosines]))
+    first, second = report["folders"]
+    assert first["images"] == len(written) == 7 and first["lines"] == 5
+    assert abs(first["clip_score"] - wanted) < 1e-3 * max(1.0, wanted)
+    assert abs(second["clip_score"] - first["clip_score"]) < 1e-3 * max(1.0, wanted), "the shards hold other images"
+    exact = [check(Image.open(out / r["file"]).convert("RGB"), r["prompt"]).exact for r in written if r["index"] == 0]
+    assert first["judges"]["shapes"]["overall"]["exact"] == pytest.approx(np.mean(exact))
+    assert first["judges"]["shapes"]["overall"]["n"] == 5
+    # a prompt the checker cannot read: no shapes figures by default, a clear error when asked for
+    mixed = write_jsonl(tmp_path / "m.jsonl", [{"prompt": "a photograph of a cat"}])
+    assert generate("--prompts", str(mixed), "--out-dir", str(tmp_path / "cat")) == 0
+    capsys.readouterr()
+    assert main(["eval", "folder", str(tmp_path / "cat"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["folders"][0]["judges"] == {}
+    assert main(["eval", "folder", str(tmp_path / "cat"), "--judge", "shapes"]) == 2
+    assert "evaluation 'shapes' cannot judge these images" in capsys.readouterr().err
+
+
+def test_eval_folder_refuses_a_folder_generate_did_not_write(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    assert main(["eval", "folder", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was not written by unclip generate --prompts" in err and "\n" not in err
