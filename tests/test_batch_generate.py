@@ -200,7 +200,7 @@ def test_another_recipe_or_an_edited_line_is_refused_unless_forced(tmp_path, cap
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert generate("--prompts", str(prompts), "--out-dir", str(out), "decoder.guidance_scale=1.5") == 2
     err = capsys.readouterr().err.strip()
-    assert "was made with recipe_digest" in err and "--force" in err and "\n" not in err
+    assert "was made with another recipe or other overrides: recipe digest" in err and "--force" in err and "\n" not in err
     write_jsonl(prompts, [LINES[0], {"prompt": "a green star"}])
     assert generate("--prompts", str(prompts), "--out-dir", str(out)) == 2
     assert f"{prompts}:2 changed since {out} was made" in capsys.readouterr().err
@@ -410,3 +410,17 @@ def test_eval_folder_refuses_a_folder_generate_did_not_write(tmp_path, capsys):
     assert main(["eval", "folder", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "was not written by unclip generate --prompts" in err and "\n" not in err
+
+
+def test_a_recipe_that_cannot_batch_lines_draws_them_one_at_a_time(tmp_path, capsys):
+    """The autoregressive prior samples with torch.multinomial, which takes one plain
+    generator: the run notes it once and draws each line alone, as ``unclip generate`` would."""
+    from unclip_core.recipe.assemble import load_pipeline
+
+    ar = ["prior=shapes-prior-ar.yaml", "decoder.sampler.config.steps=4", "upsamplers.0.sampler.config.steps=4"]
+    prompts = write_jsonl(tmp_path / "p.jsonl", LINES[:3])
+    assert main(["generate", "--prompts", str(prompts), "--out-dir", str(tmp_path / "out"), "--batch-size", "8", *ar]) == 0
+    assert capsys.readouterr().err.count("drawing them one at a time") == 1
+    alone = load_pipeline("shapes", ar)
+    for name, image in reference(alone, read_prompt_file(prompts)).items():
+        assert same_image(pixels(tmp_path / "out" / name), image), name

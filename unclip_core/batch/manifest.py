@@ -118,6 +118,9 @@ COMPARED = ("recipe_digest", "precision", "format")
 """The settings another run into the folder must share (the recipe's path and overrides may
 differ when they come to the same recipe: the digest is of the resolved recipe)."""
 
+NAMES = {"recipe_digest": "another recipe or other overrides: recipe digest", "format": "--format"}
+"""How the refusal names a setting."""
+
 
 def check_settings(out_dir: Path, settings: dict[str, Any], force: bool) -> None:
     """Refuse a folder made with other settings (unless ``force``); record them if new."""
@@ -135,7 +138,7 @@ def check_settings(out_dir: Path, settings: dict[str, Any], force: bool) -> None
             key = differ[0]
             was = recorded.get(key) if isinstance(recorded, dict) else recorded
             raise InputError(
-                f"{out_dir} was made with {key} {shorten(json.dumps(was))}, not {shorten(json.dumps(settings[key]))}; "
+                f"{out_dir} was made with {NAMES.get(key, key)} {shorten(json.dumps(was))}, not {shorten(json.dumps(settings.get(key)))}; "
                 "use another --out-dir, or pass --force to redraw its images with these settings"
             )
     elif any(out_dir.iterdir()) and not force:

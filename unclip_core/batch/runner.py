@@ -199,13 +199,12 @@ def _draw_batch(batch: list[Item], out_dir: Path, pipeline: Any, job: BatchJob, 
     import argparse
 
     from unclip_core.atomic import atomic_write_all
-    from unclip_core.batch.requests import generate_requests
     from unclip_core.cli.generate_cmd import _metadata
     from unclip_core.images import png_writer, tensor_to_pil
 
     options = {} if batch[0].negative is None else {"negative_prompt": batch[0].negative}
     started = time.perf_counter()
-    tensors = generate_requests(pipeline, [(item.prompt, item.n, item.seed) for item in batch], **options)
+    tensors = _batched_or_alone(pipeline, batch, options, job.quiet)
     images = iter(tensor_to_pil(tensors))
     seconds = (time.perf_counter() - started) / tensors.shape[0]
     writes, records = [], []
@@ -221,6 +220,25 @@ def _draw_batch(batch: list[Item], out_dir: Path, pipeline: Any, job: BatchJob, 
     atomic_write_all(writes)
     writer.append(records)
     return len(records)
+
+
+def _batched_or_alone(pipeline: Any, batch: list[Item], options: dict[str, Any], quiet: bool) -> torch.Tensor:
+    """The batch's images, drawn together; or line by line when the recipe's components cannot
+    draw per-line noise side by side (a sampler or prior that takes only a plain
+    ``torch.Generator``, as ``unclip serve`` also finds out): the same images, more slowly.
+    Once one batch has failed so, the rest of the run goes line by line at once."""
+    from unclip_core.batch.requests import generate_requests
+
+    asks = [(item.prompt, item.n, item.seed) for item in batch]
+    if len(asks) > 1 and not getattr(pipeline, "_unclip_lines_alone", False):
+        try:
+            return generate_requests(pipeline, asks, **options)
+        except (TypeError, UnclipError) as exc:
+            pipeline._unclip_lines_alone = True
+            if not quiet:
+                print(f"unclip: this recipe cannot draw several lines in one batch ({type(exc).__name__}: {exc}); "
+                      "drawing them one at a time", file=sys.stderr)
+    return torch.cat([generate_requests(pipeline, [ask], **options) for ask in asks])
 
 
 def _sum_over_ranks(dist: Any, count: int) -> int:

@@ -98,6 +98,6 @@ def judge_reports(images: Sequence[tuple[dict[str, Any], Image.Image]], names: S
         samples = [EvalSamples(EvalCase(case.prompt, case.group, len(group)), [image for _, image in group])
                    for case, group in zip(cases, lines.values())]
         report = evaluation.report(samples)
-        report["run"] = {"seed": None, "prompts": len(samples), "images": len(images)}
+        report["run"] = {"seed": "per line", "prompts": len(samples), "images": len(images)}
         reports[name] = report
     return reports
