@@ -424,3 +424,17 @@ def test_a_recipe_that_cannot_batch_lines_draws_them_one_at_a_time(tmp_path, cap
     alone = load_pipeline("shapes", ar)
     for name, image in reference(alone, read_prompt_file(prompts)).items():
         assert same_image(pixels(tmp_path / "out" / name), image), name
+
+
+def test_the_progress_bar_counts_images_with_rate_and_time_left(tmp_path):
+    import io
+
+    from unclip_core.batch.runner import BatchJob, run_batch
+    from unclip_core.recipe.assemble import load_pipeline
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", LINES[:3])
+    bar = io.StringIO()
+    outcome = run_batch(BatchJob(str(prompts), str(tmp_path / "out"), batch_size=2), lambda: load_pipeline("shapes", FAST), bar)
+    shown = bar.getvalue().replace("\r", "\n").splitlines()
+    assert outcome.images_drawn == 6 and any(" 6/6 " in line for line in shown), shown[-3:]
+    assert any("img/s" in line for line in shown) and any("<00:00" in line or "<" in line for line in shown)

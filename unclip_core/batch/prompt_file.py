@@ -33,10 +33,6 @@ class Item:
     n: int
     negative: str | None = None
 
-    @property
-    def images(self) -> int:
-        return self.n
-
     def file_name(self, index: int) -> str:
         """Image ``index`` of this line: named by line number, so a rerun finds it again."""
         return f"{self.line:06d}-{index:03d}.png"
