@@ -89,6 +89,16 @@ def timed_alternately(fns: dict, repeats: int) -> dict[str, tuple[float, torch.T
     return {name: (statistics.median(times[name]), outs[name]) for name in fns}
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory: the kernel's ``VmHWM``. Not ``ru_maxrss``, which
+    Linux carries across ``exec`` from the forked copy of the parent, so a child started by a
+    large parent reports the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def child_rss(args: argparse.Namespace) -> None:
     """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
     steps = tuple(int(s) for s in args.steps.split(","))
@@ -99,7 +109,22 @@ def child_rss(args: argparse.Namespace) -> None:
     else:
         combined, _, _ = load_reference(root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder")
         run_theirs(combined, steps, size)  # type: ignore[arg-type]
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mib": peak_rss_mib()}))
+
+
+def time_both(args: argparse.Namespace, root: Path, recipe: Path, size: str, pixels: int, steps: tuple[int, int]) -> None:
+    """Time diffusers and both of our layouts in turn; print the ratios and the difference."""
+    combined, _, _ = load_reference(root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder")
+    ours_cl, ours_contiguous = load_ours(recipe, steps), load_ours(recipe, steps, "contiguous")
+    runs = timed_alternately({
+        "diffusers": lambda: run_theirs(combined, steps, pixels),
+        "channels-last": lambda: ours_cl.generate_tensors(PROMPTS),
+        "contiguous": lambda: ours_contiguous.generate_tensors(PROMPTS),
+    }, args.repeats)
+    (t_theirs, theirs), (t_cl, _), (t_contiguous, ours) = runs["diffusers"], runs["channels-last"], runs["contiguous"]
+    print(f"{size} ({pixels} px, 2 prompts): diffusers {t_theirs:.3f} s; ours channels-last {t_cl:.3f} s "
+          f"({t_cl / t_theirs:.2f}x), contiguous {t_contiguous:.3f} s ({t_contiguous / t_theirs:.2f}x); "
+          f"max |difference| contiguous vs diffusers {(ours - theirs).abs().max().item():.1e}")
 
 
 def main() -> None:
@@ -109,6 +134,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--rss-only", action="store_true", help="measure only the peak RSS, no timing")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", default="small", help=argparse.SUPPRESS)
@@ -125,18 +151,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder)
             _, _, recipe = build(size, root)
-            combined, _, _ = load_reference(root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder")
             pixels = SIZES[size][1]
-            ours_cl, ours_contiguous = load_ours(recipe, steps), load_ours(recipe, steps, "contiguous")
-            runs = timed_alternately({
-                "diffusers": lambda: run_theirs(combined, steps, pixels),
-                "channels-last": lambda: ours_cl.generate_tensors(PROMPTS),
-                "contiguous": lambda: ours_contiguous.generate_tensors(PROMPTS),
-            }, args.repeats)
-            (t_theirs, theirs), (t_cl, _), (t_contiguous, ours) = runs["diffusers"], runs["channels-last"], runs["contiguous"]
-            print(f"{size} ({pixels} px, 2 prompts): diffusers {t_theirs:.3f} s; ours channels-last {t_cl:.3f} s "
-                  f"({t_cl / t_theirs:.2f}x), contiguous {t_contiguous:.3f} s ({t_contiguous / t_theirs:.2f}x); "
-                  f"max |difference| contiguous vs diffusers {(ours - theirs).abs().max().item():.1e}")
+            if args.rss_only:
+                print(f"{size} ({pixels} px, 2 prompts):")
+            else:
+                time_both(args, root, recipe, size, pixels, steps)
             if args.no_rss:
                 continue
             rss = {}
