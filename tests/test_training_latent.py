@@ -243,6 +243,35 @@ def test_reconstruction_command(registry, tmp_path, capsys):
     assert report["scenes"] == 4 and 0 <= report["exact"] <= 1 and report["latent_std"] > 0
     assert reconstruction_main([str(recipe), "--weights", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
+    assert reconstruction_main([str(recipe)]) == 2  # no --weights, and the recipe exports none
+    assert "exports no weights (output.export); pass --weights" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a latent unclip-decoder in a pipeline
+@torch.no_grad()
+def test_a_latent_unclip_decoder_generates_and_round_trips_through_its_kl_autoencoder(tiny_recipe_path):
+    """The pipeline's latent path with the unclip-decoder made latent: it samples 2-channel
+    8 × 8 latents and decodes them; img2img at strength 0 is diffusers' AutoencoderKL round
+    trip of the input (a posterior sample drawn with the call's generator)."""
+    import yaml
+    from diffusers import AutoencoderKL
+
+    from unclip_core.recipe.assemble import load_pipeline
+
+    autoencoder = yaml.safe_dump(TINY_AUTOENCODER, default_flow_style=True).strip()
+    pipeline = load_pipeline(tiny_recipe_path, ["decoder.config.latent_channels=2", f"decoder.autoencoder={autoencoder}"])
+    assert pipeline.latent and pipeline.decoder_shape(3) == (3, 2, 8, 8)
+    assert pipeline.decoder.unet.conv_in.in_channels == 2 and pipeline.decoder.clip_range is None
+    images = pipeline.generate_tensors(["a red circle"], n=2, seed=0)
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+    reference = AutoencoderKL(**pipeline.autoencoder.config.diffusers_kwargs()).eval()
+    reference.load_state_dict(pipeline.autoencoder.model.state_dict())
+    scene = torch.rand(1, 3, 16, 16) * 2 - 1
+    posterior = reference.encode(scene).latent_dist  # img2img samples it with the call's generator
+    noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(0))
+    expected = reference.decode(posterior.mean + posterior.std * noise).sample.clamp(-1, 1)
+    base = pipeline.decode(torch.zeros(1, 16), None, pipeline.generator(0), start=(scene, 0.0))
+    assert torch.allclose(base, expected, atol=1e-5)
 
 
 # ------------------------------------------------------------------ shipped recipes

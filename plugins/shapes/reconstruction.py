@@ -11,7 +11,7 @@ caption grammar holds out). The rendered scenes themselves are judged too: that 
 Run it as a command on a training recipe of the ``autoencoder`` stage (its ``model`` slot) or
 an inference recipe with a ``decoder.autoencoder`` slot::
 
-    python -m unclip_plugins.shapes.reconstruction train/shapes-autoencoder --weights W.safetensors
+    python -m unclip_plugins.shapes.reconstruction train/shapes-autoencoder [--weights W.safetensors]
 """
 from __future__ import annotations
 
@@ -84,8 +84,9 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def load_autoencoder(recipe: str, weights: str | None = None) -> Any:
-    """The autoencoder a training recipe trains (``model``) or an inference recipe decodes
-    with (``decoder.autoencoder``), with ``weights`` in place of the recipe's."""
+    """The autoencoder a training recipe trains (``model``; weights by default those it
+    exports) or an inference recipe decodes with (``decoder.autoencoder``), with ``weights``
+    in place of the recipe's."""
     from unclip_core.recipe.assemble import build_component
     from unclip_core.recipe.files import find_recipe, is_training_recipe, load_recipe, read_yaml
 
@@ -94,8 +95,12 @@ def load_autoencoder(recipe: str, weights: str | None = None) -> Any:
     if isinstance(data, dict) and is_training_recipe(data):
         from unclip_core.training.validate import load_training
 
-        overrides = [f"model.weights={weights}"] if weights else []
-        resolved = load_training(path, overrides)
+        export = (data.get("output") or {}).get("export")
+        if weights is None and export:  # what the recipe's training run exported
+            weights = str((path.parent / export).resolve())
+        if weights is None:
+            raise InputError(f"{path} exports no weights (output.export); pass --weights")
+        resolved = load_training(path, [f"model.weights={weights}"])
         if resolved.recipe.stage != "autoencoder":
             raise InputError(f"{path} trains the {resolved.recipe.stage} stage, not an autoencoder")
         return build_component(resolved.model)
@@ -110,7 +115,8 @@ def load_autoencoder(recipe: str, weights: str | None = None) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unclip_plugins.shapes.reconstruction", description=__doc__.split("\n\n")[0])
     parser.add_argument("recipe", help="training recipe of the autoencoder stage, or an inference recipe with decoder.autoencoder")
-    parser.add_argument("--weights", default=None, help="autoencoder weights (.safetensors) in place of the recipe's")
+    parser.add_argument("--weights", default=None,
+                        help="autoencoder weights (.safetensors) in place of the recipe's (a training recipe's: its output.export)")
     parser.add_argument("--count", type=int, default=500, help="scenes rendered and reconstructed")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="scene seed")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
@@ -119,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
-        report = reconstruction_report(load_autoencoder(args.recipe, args.weights), count=args.count,
-                                       size=args.size, seed=args.seed)
+        autoencoder = load_autoencoder(args.recipe, args.weights)
+        report = reconstruction_report(autoencoder, count=args.count, size=args.size, seed=args.seed)
+        scale = getattr(autoencoder.config, "scaling_factor", None)
+        if scale is not None and report["latent_std"] > 0:  # what makes the latents' spread 1 (SD's rule)
+            report["unit_std_scaling_factor"] = scale / report["latent_std"]
     except UnclipError as exc:
         print(f"unclip: error: {exc}", file=sys.stderr)
         return 2
