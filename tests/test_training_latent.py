@@ -199,6 +199,12 @@ def test_latent_training_recipe_errors(registry, tiny_recipe_data, autoencoder_w
     with pytest.raises(RecipeError, match="model.type: 'vq' cannot be trained by unclip train"):
         validate_training(data, registry)
     data = latent_decoder_recipe(tiny_recipe_data, autoencoder_weights)
+    data["model"] = {"type": "kandinsky22-decoder", "config": {"image_size": 16, "unet": {
+        "in_channels": 2, "out_channels": 2, "encoder_hid_dim": 16, "addition_embed_type": "image",
+        "encoder_hid_dim_type": "image_proj"}}}
+    with pytest.raises(RecipeError, match="'kandinsky22-decoder' cannot be trained by unclip train \\(it has no training_loss\\)"):
+        validate_training(data, registry)
+    data = latent_decoder_recipe(tiny_recipe_data, autoencoder_weights)
     data["model"]["config"]["inpainting"] = True
     with pytest.raises(RecipeError, match="cannot be a trained inpainting decoder"):
         validate_training(data, registry)

@@ -26,9 +26,7 @@ from unclip_core.registry import default_registry
 
 NEEDS_ENCODER = ("prior", "decoder")
 STAGES = ("encoder", "prior", "decoder", "upsampler", "autoencoder")
-TRAINED_BY_LOSS = ("autoencoder",)
-"""Stages whose registered components may lack ``training_loss`` (the ``vq`` autoencoder has
-none yet): such a model is refused before anything is built."""
+
 
 
 @dataclass
@@ -73,8 +71,12 @@ def validate_training(
     model = None
     if isinstance(stage, str) and stage in STAGES:
         model = _resolve_component(data.get("model"), stage, "model", registry, base_dir, problems)
-        if model is not None and not callable(getattr(model.spec.factory, "training_loss", None)) and stage in TRAINED_BY_LOSS:
-            problems.append(("model.type", f"{model.spec.name!r} cannot be trained by unclip train (it has no training loss)"))
+        # A component class without its stage's loss is refused before anything is built (a
+        # factory function is only known by what it builds: the first step tells then).
+        loss = "contrastive_loss" if stage == "encoder" else "training_loss"
+        factory = model.spec.factory if model is not None else None
+        if isinstance(factory, type) and not callable(getattr(factory, loss, None)):
+            problems.append(("model.type", f"{model.spec.name!r} cannot be trained by unclip train (it has no {loss})"))
     encoder = None
     if data.get("encoder") is not None:
         encoder = _resolve_component(data.get("encoder"), "encoder", "encoder", registry, base_dir, problems)
