@@ -10,8 +10,12 @@ decoder is given:
 - ``zero-embedding``: z_i set to the zero vector, the literal reading of "image embedding
   zeroed" (a vector the decoder never saw in training, kept as a contrast).
 - ``text-embedding``: the CLIP *text* embedding z_t passed as if it were an image embedding.
+- ``oracle``: CLIP's image embedding of a rendered scene the caption describes — a perfect
+  prior; where it fails, the decoder is what fails.
 - ``diffusion-prior-1`` / ``-2``: the shipped diffusion prior, best of 1 and of 2 by z_i·z_t.
 - ``ar-prior-1`` / ``-2``: the autoregressive prior (slot file ``shapes-prior-ar.yaml``).
+- ``decoder-best-of-2`` / ``-4``: the shipped prior, and each image the best of 2 or 4
+  decoded draws by CLIP similarity to its caption (``decoder.candidates``).
 
 Prior time is the prior stage's own wall time per image (0 where there is no prior).
 ``--base-only`` judges the decoder's 32×32 output (the upsampler sees no text and is the same
@@ -33,12 +37,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from unclip_core.atomic import atomic_write
 from unclip_core.evaluation import run_evaluation
 from unclip_core.images import tensor_to_pil
+from unclip_core.operations.classify import decode_best_of
 from unclip_core.pipeline import Pipeline
 from unclip_core.recipe.assemble import load_pipeline
 from unclip_core.recipe.files import load_recipe
@@ -52,10 +58,15 @@ ROWS: dict[str, dict[str, Any]] = {
     "caption-only": {"label": "caption only (learned null z_i)", "source": "null", "overrides": []},
     "zero-embedding": {"label": "z_i = 0", "source": "zero", "overrides": []},
     "text-embedding": {"label": "z_t used as z_i", "source": "text", "overrides": []},
+    "oracle": {"label": "oracle: z_i of a rendered scene of the caption", "source": "scene", "overrides": []},
     "diffusion-prior-1": {"label": "diffusion prior, best of 1", "source": "prior", "overrides": ["prior.candidates=1"]},
     "diffusion-prior-2": {"label": "diffusion prior, best of 2", "source": "prior", "overrides": ["prior.candidates=2"]},
     "ar-prior-1": {"label": "AR prior, best of 1", "source": "prior", "overrides": ["prior=shapes-prior-ar.yaml", "prior.candidates=1"]},
     "ar-prior-2": {"label": "AR prior, best of 2", "source": "prior", "overrides": ["prior=shapes-prior-ar.yaml", "prior.candidates=2"]},
+    "decoder-best-of-2": {"label": "diffusion prior best of 2, decoder best of 2 (CLIP reranking)", "source": "prior",
+                          "overrides": ["prior.candidates=2", "decoder.candidates=2"]},
+    "decoder-best-of-4": {"label": "diffusion prior best of 2, decoder best of 4 (CLIP reranking)", "source": "prior",
+                          "overrides": ["prior.candidates=2", "decoder.candidates=4"]},
 }
 
 
@@ -76,15 +87,33 @@ def make_generate(pipeline: Pipeline, source: str, timing: dict[str, float], ups
             timing["prior_s"] += time.perf_counter() - started
         elif source == "text":
             image_embed = torch.nn.functional.normalize(text.embed.float(), dim=-1)
+        elif source == "scene":  # a perfect prior: CLIP's embedding of a true picture, one per image
+            image_embed = pipeline.encode_image(scene_pictures(prompts, n, seed))
         else:  # "zero" and "null": the values are zeros; "null" has the decoder ignore them
             image_embed = torch.zeros_like(text.embed, dtype=torch.float32)
             drop_image = source == "null"
-        images = pipeline.decode(image_embed, text, generator, drop_image=drop_image)
+        if drop_image:
+            images = pipeline.decode(image_embed, text, generator, drop_image=True)
+        else:  # the recipe's decoder.candidates: best of N by CLIP similarity, as generate does
+            images = decode_best_of(pipeline, image_embed, text, generator)
         if upsample:
             images = pipeline.upsample(images, generator)
         return tensor_to_pil(images)
 
     return generate
+
+
+def scene_pictures(prompts: list[str], n: int, seed: int) -> list[Image.Image]:
+    """For each prompt, ``n`` rendered scenes it describes (placed as the training data places
+    objects, from a generator seeded by ``seed``): the oracle row's source of z_i."""
+    from unclip_plugins.shapes import parse_caption, place_objects, render
+
+    rng = np.random.default_rng(seed)
+    pictures = []
+    for prompt in prompts:
+        spec = parse_caption(prompt)
+        pictures += [render(place_objects(spec.objects, spec.relation, rng), 64) for _ in range(n)]
+    return pictures
 
 
 def run_row(name: str, recipe: str, extra: list[str], args: argparse.Namespace) -> dict[str, Any]:

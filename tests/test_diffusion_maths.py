@@ -218,3 +218,13 @@ def test_text_diff():
     assert torch.equal(text_diff(z_i, z_d, 0.0), z_i)
     with pytest.raises(InputError, match="same embedding"):
         text_diff_direction(z_t0, z_t0.clone())
+
+
+@pytest.mark.parametrize("name, start, end", [("linear", 1e-4, 2e-2), ("linear", 8.5e-4, 1.2e-2), ("scaled_linear", 8.5e-4, 1.2e-2)])
+def test_linear_schedules_are_diffusers_values_exactly(name, start, end):
+    """diffusers spaces its linear schedules in float32; its betas, not a float64 spacing's
+    (which differ in the last bits and moved a 25-step float32 DDIM run by 5e-3)."""
+    from diffusers import DDPMScheduler
+
+    reference = DDPMScheduler(num_train_timesteps=1000, beta_schedule=name, beta_start=start, beta_end=end).betas
+    assert torch.equal(NoiseSchedule.from_name(name, 1000, start, end).betas.float(), reference)

@@ -336,6 +336,29 @@ def test_sampler_steps_like_unclip_scheduler(steps, variance):
 # --------------------------------------------------------------------------------------
 # The importer's output and its errors
 # --------------------------------------------------------------------------------------
+def test_a_negative_prompt_of_the_empty_caption_is_karlos_own_guidance(karlo):
+    """Karlo's unconditional caption is "" (diffusers' UnCLIPPipeline has no negative
+    prompts): a negative prompt of "" gives the same images, bit for bit; another one does not."""
+    ours = load_ours(karlo[2], (2, 2, 2))
+    plain = ours.generate_tensors(PROMPTS, seed=3)
+    assert torch.equal(plain, ours.generate_tensors(PROMPTS, seed=3, negative_prompt=""))
+    assert (plain - ours.generate_tensors(PROMPTS, seed=3, negative_prompt="a green dog")).abs().max() > 1e-3
+
+
+def test_karlo_img2img_keeps_the_image_at_strength_zero_and_redraws_it_above(karlo):
+    """``unclip-scheduler`` starts from an image: strength 0 gives the decoder's input back,
+    and a higher strength moves the base image further from it."""
+    ours = load_ours(karlo[2], (2, 4, 2))
+    scene = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    text = ours.encode_text(PROMPTS[:1])
+    embed = ours.sample_prior(text, ours.generator(0))
+    kept = ours.decode(embed, text, ours.generator(1), start=(scene, 0.0))
+    assert torch.equal(kept, scene)
+    distances = [(ours.decode(embed, text, ours.generator(1), start=(scene, s)) - scene).abs().mean().item() for s in (0.25, 1.0)]
+    assert 0 < distances[0] < distances[1]
+    assert ours.img2img_tensors(scene, PROMPTS, 0.5, seed=2).shape == (2, 3, 64, 64)
+
+
 def test_import_writes_a_runnable_recipe(karlo):
     _, folder, recipe = karlo
     first = recipe.read_text().splitlines()[0]

@@ -344,6 +344,44 @@ def test_contrastive_loss_is_clips_symmetric_infonce_and_trains():
     assert loss.item() < 0.5 * initial
 
 
+def test_hard_negatives_join_each_images_candidates_in_the_image_to_caption_direction_only():
+    """Checked against the loss written out term by term in float64: for image i,
+    -log softmax over (every caption, then image i's own negatives) at caption i; for
+    caption i, -log softmax over the images at image i."""
+    encoder = OpenClipEncoder(tiny_config(init_seed=3)).eval()
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    prompts = ["a red square", "a blue circle", "a green triangle"]
+    negatives = [["a blue square", "a red circle"], ["a red circle", "a blue square"], ["a red triangle", "a green circle"]]
+    with torch.no_grad():
+        loss = encoder.contrastive_loss(images, prompts, negatives=negatives).item()
+        image = encoder.encode_image(images).double()
+        text = encoder.encode_text(prompts).embed.double()
+        scale = float(encoder.logit_scale)
+    expected = 0.0
+    for i in range(3):
+        candidates = [scale * float(image[i] @ text[j]) for j in range(3)]
+        negative = encoder.encode_text(negatives[i]).embed.double().detach()
+        candidates += [scale * float(image[i] @ negative[k]) for k in range(2)]
+        image_term = -candidates[i] + math.log(sum(math.exp(c) for c in candidates))
+        against = [scale * float(text[i] @ image[j]) for j in range(3)]
+        text_term = -against[i] + math.log(sum(math.exp(c) for c in against))
+        expected += (image_term + text_term) / 2 / 3
+    assert math.isclose(loss, expected, rel_tol=1e-4)
+    plain = encoder.contrastive_loss(images, prompts).item()
+    assert loss > plain  # extra candidates can only add to each image's normaliser
+    assert math.isclose(encoder.contrastive_loss(images, prompts, negatives=[[], [], []]).item(), plain, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("negatives, message", [
+    ([["a blue square"]], "one list of negative captions per image"),
+    ([["a blue square"], []], "same number of negative captions"),
+    ([["a blue square"], [3]], "must be a string"),
+])
+def test_bad_hard_negatives_are_one_line_errors(encoder, negatives, message):
+    with pytest.raises(InputError, match=message):
+        encoder.contrastive_loss(torch.zeros(2, 3, 32, 32), ["a red square", "a blue circle"], negatives=negatives)
+
+
 def test_contrastive_loss_needs_one_prompt_per_image(encoder):
     with pytest.raises(InputError, match="2 images but 3 prompts"):
         encoder.contrastive_loss(torch.zeros(2, 3, 32, 32), PROMPTS)
@@ -366,3 +404,16 @@ def test_custom_text_tower_layout_also_matches_open_clip():
     tower = encoder.model.text
     x = tower.ln_final(tower.transformer(tower.token_embedding(ids) + tower.positional_embedding, attn_mask=tower.attn_mask))
     torch.testing.assert_close(text.tokens, x, rtol=0, atol=1e-5)
+
+
+def test_token_ids_equal_a_freshly_built_open_clip_tokenizer_at_the_encoder_context(encoder):
+    """The encoder reuses the tokenizer open_clip builds at import (one BPE load, not two):
+    its ids must still be those of a SimpleTokenizer built for the encoder's own context."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    reference = SimpleTokenizer(context_length=16)
+    prompts = ["a red circle to the left of a blue square", "", "Café, 3 GREEN triangles!!", "word " * 30]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the long prompt's truncation warning
+        ids = encoder.tokenize(prompts).ids
+    assert torch.equal(ids, reference(prompts))

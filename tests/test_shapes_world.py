@@ -435,3 +435,22 @@ def test_dataset_items_are_deterministic_scored_renders() -> None:
         dataset[40]
     with pytest.raises(InputError, match="split"):
         ShapesDataset("test")  # type: ignore[arg-type]
+
+
+def test_place_objects_draws_a_scene_its_caption_describes() -> None:
+    """Checked by the shapes checker on the rendered scene, for every seen two-object prompt
+    and the held-out ones (as bench/ablations.py's oracle row uses it)."""
+    from unclip_plugins.shapes.checker import check
+    from unclip_plugins.shapes.world import place_objects
+
+    prompts = all_prompts("seen_one") + all_prompts("heldout")[:200]
+    rng = np.random.default_rng(4)
+    exact = 0
+    for text in prompts:
+        spec = parse_caption(text)
+        scene = place_objects(spec.objects, spec.relation, rng)
+        assert caption(scene) == text
+        exact += check(render_array(scene, 64), text).exact
+    assert exact >= 0.95 * len(prompts)
+    with pytest.raises(InputError, match="two with a relation"):
+        place_objects([("red", "circle"), ("blue", "square")], "beside", rng)

@@ -48,3 +48,47 @@ def test_the_package_names_still_resolve_lazily():
     assert "load_pipeline" in dir(unclip_core)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         unclip_core.nothing_here  # noqa: B018
+
+
+FINISHING = """
+import atexit, sys
+{preamble}
+class Teardown:
+    def __del__(self, _open=open):  # runs when Python unloads __main__ at a normal exit, never after os._exit
+        _open({teardown!r}, "w").write("torn down")  # (builtins may be gone by then: hence _open)
+teardown = Teardown()
+atexit.register(lambda: open({handler!r}, "w").write("ran"))
+from unclip_core.cli.main import run
+run({argv!r})
+"""
+
+
+def finish(tmp_path, argv: list[str], *, with_torch: bool) -> tuple[subprocess.CompletedProcess, bool, bool]:
+    """Run the console script's ``run(argv)`` in a fresh interpreter whose stdout is a pipe:
+    (the process, whether the exit handlers ran, whether Python tore the interpreter down)."""
+    handler, teardown = tmp_path / "handler", tmp_path / "teardown"
+    code = FINISHING.format(preamble="import torch" if with_torch else "", teardown=str(teardown),
+                            handler=str(handler), argv=argv)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return result, handler.exists(), teardown.exists()
+
+
+def test_the_console_script_skips_teardown_once_torch_is_loaded_yet_flushes_and_runs_exit_handlers(tmp_path):
+    result, handlers_ran, torn_down = finish(tmp_path, ["recipe", "ls"], with_torch=True)
+    assert result.returncode == 0, result.stderr
+    assert "shapes" in result.stdout  # a piped, block-buffered stdout still arrives
+    assert handlers_ran and not torn_down
+
+
+def test_the_console_script_keeps_the_exit_status_of_an_error(tmp_path):
+    result, handlers_ran, torn_down = finish(tmp_path, ["recipe", "validate", str(tmp_path / "missing.yaml")],
+                                             with_torch=True)
+    assert result.returncode == 2 and "unclip: error:" in result.stderr
+    assert handlers_ran and not torn_down
+
+
+def test_without_torch_the_console_script_exits_the_usual_way(tmp_path):
+    """Not vacuous: the teardown marker is seen when Python does tear down."""
+    result, handlers_ran, torn_down = finish(tmp_path, ["recipe", "ls"], with_torch=False)
+    assert result.returncode == 0 and "shapes" in result.stdout
+    assert handlers_ran and torn_down

@@ -45,6 +45,8 @@ class PipelineSettings:
     prior_guidance_scale: float = 4.0
     prior_candidates: int = 2
     decoder_guidance_scale: float = 3.0
+    decoder_candidates: int = 1
+    """Best of N decoded images by CLIP similarity to the caption (``generate``): N decoder runs."""
     prior_null_caption: Literal["learned", "empty"] = "learned"
     """The prior's unconditional caption in guidance: the model's learned one, or the
     encoder's encoding of "" (computed with the prompts, as diffusers' unCLIP pipeline does)."""
@@ -295,7 +297,8 @@ class Pipeline:
 
         text = self.encode_text(prompts, negatives).repeat_interleave(n)  # each prompt encoded once
         image_embed, negative_embed = self.embed_prompts(text, generator, stage("prior"))
-        base = self.decode(image_embed, text, generator, callback=stage("decoder"), negative_image_embed=negative_embed)
+        base = _classify.decode_best_of(self, image_embed, text, generator, callback=stage("decoder"),
+                                        negative_image_embed=negative_embed)
         return self.upsample(base, generator, stage("upsampler"))
 
     def generate(

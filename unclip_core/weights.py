@@ -7,9 +7,10 @@ interrupted save never leaves a half-written file where a good one was.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,32 @@ def _non_finite(module: nn.Module, state: Mapping[str, torch.Tensor], names: lis
         elif name in parameters and bool(torch.isinf(tensor).any()):
             infinite.append(name)
     return not_a_number, infinite
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+
+
+@contextlib.contextmanager
+def random_init_skipped() -> Iterator[None]:
+    """Make ``torch.nn.init``'s functions do nothing while a model whose weights come from a
+    file is built (what diffusers' ``no_init_weights`` does, without importing diffusers for
+    components that do not use it). Parameters keep whatever ``torch.empty`` gave them, so
+    only use it when every parameter is loaded next; buffers computed in ``__init__`` are
+    unaffected."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
+
+    def skip(tensor, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        return tensor
+
+    for name in saved:
+        setattr(nn.init, name, skip)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
 
 
 def load_weights(module: nn.Module, path: str | Path, *, initial: bool = False) -> None:

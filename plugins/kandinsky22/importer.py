@@ -21,7 +21,6 @@ and renamed into place only when complete.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from unclip_core.recipe.validate import validate_recipe
 from unclip_core.registry import default_registry
 from unclip_core.weights import atomic_save_safetensors, check_state_dict
 from unclip_plugins.karlo.folder import check_tokenizer, read_json, read_weights
-from unclip_plugins.karlo.importer import import_clip_encoder, import_prior
+from unclip_plugins.karlo.importer import encoder_and_prior_slots, import_clip_encoder, import_prior
 
 from .settings import check_folders, derive_settings
 
@@ -62,22 +61,11 @@ class Kandinsky22Importer:
 
 
 def _recipe(prior: Path, decoder: Path, settings: dict[str, Any], encoder_config: Any, run: str) -> tuple[str, dict[str, Any]]:
-    encoder = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    encoder["tokenizer"] = "tokenizer"
     data = {
         "name": decoder.name,
         "description": f"Kandinsky 2.2 ({prior.name} + {decoder.name}) imported by `unclip import kandinsky22`: "
         "diffusers' KandinskyV22 pipelines, same weights, same sampling.",
-        "encoder": {"type": "hf-clip", "config": encoder, "weights": "encoder.safetensors"},
-        "prior": {
-            "type": "diffusion-prior",
-            "config": settings["prior"],
-            "weights": "prior.safetensors",
-            "guidance_scale": 4.0,
-            "candidates": 1,
-            "null_caption": "empty",
-            "sampler": {"type": "unclip-scheduler", "config": {"steps": 25, **settings["prior_sampler"]}},
-        },
+        **encoder_and_prior_slots(settings, encoder_config),
         "decoder": {
             "type": "kandinsky22-decoder",
             "config": settings["decoder"],
@@ -117,10 +105,6 @@ def import_kandinsky22(
     check_tokenizer(prior / "tokenizer")
 
     with staged_folder(out) as work:
-        try:
-            shutil.copytree(prior / "tokenizer", work / "tokenizer")
-        except (OSError, shutil.Error) as exc:
-            raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
         encoder, encoder_config, null_state = import_clip_encoder(registry, prior, settings["encoder"], work)
         with torch.no_grad():  # diffusers' get_zero_embed: the image tower on an all-zero input
             side = int(encoder_config.image_size)

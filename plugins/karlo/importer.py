@@ -78,13 +78,13 @@ def _fits(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) 
     check_state_dict(module, state, source)
 
 
-def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_line: str) -> tuple[str, dict[str, Any]]:
+def encoder_and_prior_slots(settings: dict[str, Any], encoder_config: Any) -> dict[str, Any]:
+    """The recipe's ``encoder`` and ``prior`` slots for weights written by
+    :func:`import_clip_encoder` and :func:`import_prior`: diffusers' prior defaults (guidance
+    4, 25 steps, no best-of), the empty caption as the unconditional one."""
     encoder = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     encoder["tokenizer"] = "tokenizer"
-    data = {
-        "name": source.name,
-        "description": f"Karlo ({source.name}) imported by `unclip import karlo`: diffusers' UnCLIPPipeline, "
-        "same weights, same sampling.",
+    return {
         "encoder": {"type": "hf-clip", "config": encoder, "weights": "encoder.safetensors"},
         "prior": {
             "type": "diffusion-prior",
@@ -95,6 +95,15 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
             "null_caption": "empty",
             "sampler": {"type": "unclip-scheduler", "config": {"steps": 25, **settings["prior_sampler"]}},
         },
+    }
+
+
+def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_line: str) -> tuple[str, dict[str, Any]]:
+    data = {
+        "name": source.name,
+        "description": f"Karlo ({source.name}) imported by `unclip import karlo`: diffusers' UnCLIPPipeline, "
+        "same weights, same sampling.",
+        **encoder_and_prior_slots(settings, encoder_config),
         "decoder": {
             "type": "unclip-decoder",
             "config": settings["decoder"],
@@ -128,10 +137,14 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
 def import_clip_encoder(
     registry: Any, source: Path, settings: dict[str, Any], work: Path
 ) -> tuple[Any, Any, dict[str, torch.Tensor]]:
-    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``work/tokenizer``
-    copied already, and ``image_encoder/`` where ``settings`` has a vision config), built for
+    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``tokenizer/`` copied
+    to ``work``, and ``image_encoder/`` where ``settings`` has a vision config), built for
     real and saved as ``work/encoder.safetensors``. Returns ``(encoder, its config, CLIP's
     encoding of "" as the prior's and decoder's null caption weights)``."""
+    try:
+        shutil.copytree(source / "tokenizer", work / "tokenizer")
+    except (OSError, shutil.Error) as exc:
+        raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
     enc_settings = {**settings, "tokenizer": "tokenizer", "normalize": False}
     text_cfg = enc_settings.pop("text_config")
     vision_cfg = enc_settings.pop("vision_config", None)
@@ -197,11 +210,6 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
     check_tokenizer(source / "tokenizer")
 
     with staged_folder(out) as work:
-        try:
-            shutil.copytree(source / "tokenizer", work / "tokenizer")
-        except (OSError, shutil.Error) as exc:
-            raise InputError(f"tokenizer/: cannot copy it ({' '.join(str(exc).split())})") from None
-
         encoder, encoder_config, null_state = import_clip_encoder(registry, source, settings["encoder"], work)
         del encoder
         import_prior(registry, source / "prior", settings["prior"], null_state, work)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from unclip_core import Encoder, InputError, TextEncoding
@@ -88,14 +90,48 @@ class OpenClipEncoder(Encoder[OpenClipConfig]):
         """CLIP's learned temperature, ``exp(logit_scale)`` (100 for trained OpenAI models)."""
         return self.model.logit_scale.exp()
 
-    def contrastive_loss(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
+    def contrastive_loss(
+        self, images: Tensor, prompts: Sequence[str], negatives: Sequence[Sequence[str]] | None = None
+    ) -> Tensor:
         """CLIP's symmetric InfoNCE over a batch of matching (image, caption) pairs, computed
-        by open_clip's ``ClipLoss`` (single process: features are not gathered across ranks)."""
+        by open_clip's ``ClipLoss`` (single process: features are not gathered across ranks).
+
+        ``negatives``: for each image, the same number of captions false for it (hard
+        negatives, as NegCLIP adds them). They join that image's candidates in the
+        image → caption direction only — they have no image of their own to match in the
+        other — so the text tower must tell "a red circle to the left of a blue square" from
+        "a blue circle to the left of a red square" to lower the loss. With zero per image
+        the loss is ``ClipLoss``'s."""
         from open_clip.loss import ClipLoss  # heavy (seconds): imported only when an encoder runs
 
         prompts = check_prompts(prompts)
         if len(images) != len(prompts):
             raise InputError(f"contrastive_loss got {len(images)} images but {len(prompts)} prompts")
         image_features = self.encode_image(images)
-        text_features = self.encode_text(prompts).embed
-        return ClipLoss()(image_features, text_features, self.logit_scale, self.model.logit_bias)
+        if negatives is None:
+            text_features = self.encode_text(prompts).embed
+            return ClipLoss()(image_features, text_features, self.logit_scale, self.model.logit_bias)
+        per_image = self._negatives_per_image(negatives, len(prompts))
+        if self.model.logit_bias is not None:
+            raise InputError("hard negatives need CLIP's softmax loss; this model has a logit_bias (SigLIP's sigmoid loss)")
+        flat = [text for row in negatives for text in row]
+        if flat:
+            check_prompts(flat)  # each a string
+        texts = self.encode_text(prompts + flat).embed  # one text forward for captions and negatives
+        batch = len(prompts)
+        text_features, negative_features = texts[:batch], texts[batch:].view(batch, per_image, texts.shape[1])
+        logits_per_image = self.logit_scale * image_features @ text_features.T
+        negative_logits = self.logit_scale * torch.einsum("bd,bkd->bk", image_features, negative_features)
+        labels = torch.arange(batch, device=image_features.device)
+        image_loss = F.cross_entropy(torch.cat([logits_per_image, negative_logits], dim=1), labels)
+        text_loss = F.cross_entropy(logits_per_image.T, labels)
+        return (image_loss + text_loss) / 2
+
+    @staticmethod
+    def _negatives_per_image(negatives: Sequence[Sequence[str]], batch: int) -> int:
+        if isinstance(negatives, str) or len(negatives) != batch:
+            raise InputError(f"contrastive_loss needs one list of negative captions per image ({batch}), got {len(negatives)}")
+        counts = {len(row) for row in negatives}
+        if len(counts) != 1:
+            raise InputError(f"every image needs the same number of negative captions, got {sorted(counts)}")
+        return counts.pop()

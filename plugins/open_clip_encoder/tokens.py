@@ -30,9 +30,15 @@ class Tokenized:
 
 @functools.lru_cache(maxsize=8)
 def _cached_tokenizer(context_length: int, kwargs: tuple[tuple[str, Any], ...]):
-    from open_clip.tokenizer import SimpleTokenizer  # heavy (seconds): imported only when captions are tokenised
+    import open_clip.tokenizer  # heavy (seconds): imported only when captions are tokenised
 
-    return SimpleTokenizer(context_length=context_length, **dict(kwargs))
+    shared = getattr(open_clip.tokenizer, "_tokenizer", None)
+    if not kwargs and isinstance(shared, open_clip.tokenizer.SimpleTokenizer):
+        # open_clip builds this default tokenizer when it is imported; building a second one
+        # would read and split the 49k BPE merges again (0.15 s of every `unclip generate`).
+        # Only its default context length differs, and tokenize() always passes its own.
+        return shared
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length, **dict(kwargs))
 
 
 def bpe_tokenizer(context_length: int, tokenizer_kwargs: dict[str, Any] | None = None):

@@ -24,6 +24,7 @@ from .world import (
     Scene,
     ShapeObject,
     relation_holds,
+    place_objects,
     sample_scene,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "relation_holds",
     "render",
     "render_array",
+    "place_objects",
     "sample_scene",
     "score",
 ]

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 from unclip_core.errors import InputError
 
 from .captions import caption
+from .negatives import draw_negatives
 from .renderer import render_array
 from .world import SPLITS, Scene, Split, sample_scene
 
@@ -20,9 +21,16 @@ class ShapesDataset(Dataset):
     whichever worker, epoch or order asks for it. ``cache=True`` keeps each rendered
     ``uint8`` array in memory after its first use (per worker process): rendering is cheap
     but shows in training profiles at small model sizes.
+
+    ``hard_negatives=k`` adds ``"negatives"``: ``k`` captions false for the scene that differ
+    from its caption by a minimal edit (:mod:`.negatives`), for CLIP's contrastive loss;
+    drawn from their own generator, seeded by ``(seed, i, 1)``, so the scenes stay the same.
     """
 
-    def __init__(self, split: Split = "train", size: int = 64, length: int = 10_000, seed: int = 0, cache: bool = False):
+    def __init__(
+        self, split: Split = "train", size: int = 64, length: int = 10_000, seed: int = 0, cache: bool = False,
+        hard_negatives: int = 0,
+    ):
         if split not in SPLITS:
             raise InputError(f"unknown shapes split {split!r}; expected one of {SPLITS}")
         if not isinstance(size, int) or size < 1:
@@ -31,6 +39,9 @@ class ShapesDataset(Dataset):
             raise InputError(f"ShapesDataset length must be a non-negative integer, got {length!r}")
         if not isinstance(seed, int) or seed < 0:
             raise InputError(f"ShapesDataset seed must be a non-negative integer, got {seed!r}")
+        if not isinstance(hard_negatives, int) or hard_negatives < 0:
+            raise InputError(f"ShapesDataset hard_negatives must be a non-negative integer, got {hard_negatives!r}")
+        self.hard_negatives = hard_negatives
         self.split = split
         self.size = size
         self.length = length
@@ -59,7 +70,15 @@ class ShapesDataset(Dataset):
             self._cache[index] = entry
         return entry
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def negatives(self, index: int) -> list[str]:
+        """Item ``index``'s hard negative captions (``hard_negatives`` of them)."""
+        rng = np.random.default_rng((self.seed, self._index(index), 1))
+        return draw_negatives(self.scene(index), self.hard_negatives, rng)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | list[str]]:
         pixels, text = self._rendered(index)
         image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-        return {"image": image, "caption": text}
+        item: dict[str, torch.Tensor | str | list[str]] = {"image": image, "caption": text}
+        if self.hard_negatives:
+            item["negatives"] = self.negatives(index)
+        return item

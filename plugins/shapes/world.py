@@ -134,13 +134,23 @@ def sample_scene(rng: np.random.Generator, split: Split = "train") -> Scene:
     if not isinstance(rng, np.random.Generator):
         raise InputError(f"sample_scene needs a numpy.random.Generator, got {type(rng).__name__}")
     if rng.random() < ONE_OBJECT_PROBABILITY:
-        (pair,) = _draw_pairs(rng, 1, split)
+        return place_objects(_draw_pairs(rng, 1, split), None, rng)
+    relation = RELATIONS[rng.integers(len(RELATIONS))]
+    return place_objects(_draw_pairs(rng, 2, split), relation, rng)
+
+
+def place_objects(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...], relation: str | None,
+                  rng: np.random.Generator) -> Scene:
+    """A scene of the given colour–shape ``pairs`` (one, or two with ``relation``), placed and
+    sized as :func:`sample_scene` places them: e.g. a scene that a given caption describes.
+    Draws from ``rng`` in :func:`sample_scene`'s order, so datasets keep their scenes."""
+    if len(pairs) == 1:
+        (color, shape), = pairs
         cx, cy = 0.5 + rng.uniform(-ONE_OBJECT_JITTER, ONE_OBJECT_JITTER, size=2)
         size = rng.uniform(*SIZE_RANGE)
-        return Scene((ShapeObject(pair[0], pair[1], float(cx), float(cy), float(size)),), None)
-
-    relation = RELATIONS[rng.integers(len(RELATIONS))]
-    pairs = _draw_pairs(rng, 2, split)
+        return Scene((ShapeObject(color, shape, float(cx), float(cy), float(size)),), None)
+    if len(pairs) != 2 or relation not in RELATION_DIRECTIONS:
+        raise InputError(f"a scene holds one object, or two with a relation from {RELATIONS}; got {list(pairs)} and {relation!r}")
     dir_x, dir_y = RELATION_DIRECTIONS[relation]
     objects = []
     for (color, shape), sign in zip(pairs, (1, -1)):

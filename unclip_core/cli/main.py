@@ -6,9 +6,11 @@ recipe with several problems — and exit with status 2; ``--debug`` shows the t
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import os
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -89,6 +91,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = shown_by_python
 
 
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``unclip`` console script: :func:`main`, then leave without Python's teardown.
+
+    Once torch, diffusers and open_clip are loaded, unloading them module by module at exit
+    takes about as long as the shapes model takes to draw an image (0.7 s of a 5 s ``unclip
+    generate``: docs/benchmarks.md, "Start-up"). By the time :func:`main` returns, the command
+    has written and closed its outputs (atomically), so the process runs its exit handlers,
+    flushes its streams and ends at once. It exits the usual way when torch was never loaded
+    (nothing to gain) or another non-daemon thread is still running (Python would wait for
+    it). Calling :func:`main` from Python is unaffected."""
+    code = main(argv)
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if "torch" not in sys.modules or others:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what a normal exit runs first: logging's flush, tqdm, user handlers
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it anyway
+            pass
+    os._exit(code)
+
+
 def _user_message(exc: Exception) -> str | None:
     """One line for the errors a user can cause, or None for a bug (which keeps its traceback).
 
@@ -125,4 +150,4 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

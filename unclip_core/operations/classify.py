@@ -5,13 +5,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from PIL import Image
+from torch import Tensor
 
 from unclip_core.errors import InputError
 from unclip_core.images import load_image
 from unclip_core.prompts import check_prompts
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline imports this module
+    from unclip_core.interfaces import StepCallback, TextEncoding
     from unclip_core.pipeline import Pipeline
 
 
@@ -40,3 +43,26 @@ def rerank(pipeline: Pipeline, images: Sequence[Image.Image | str | Path], promp
     z_t = pipeline.encode_text([prompt]).embed.float()
     scores = (z_i @ z_t.T)[:, 0].tolist()
     return sorted(enumerate(scores), key=lambda item: -item[1])
+
+
+def decode_best_of(
+    pipeline: Pipeline, image_embed: Tensor, text: TextEncoding, generator: torch.Generator,
+    callback: StepCallback | None = None, negative_image_embed: Tensor | None = None,
+) -> Tensor:
+    """Base images ``[B, 3, s, s]``, each the best of ``settings.decoder_candidates`` draws
+    (``negative_image_embed``: as :meth:`Pipeline.decode` takes it).
+
+    The decoder draws every image that many times (one batch, the candidates of an image
+    side by side, from ``generator``); the encoder embeds the draws and, for each image, keeps
+    the one most similar to its caption's embedding — the paper's and DALL·E's CLIP
+    reranking, done at the decoder's size so the upsamplers run once per kept image. With one
+    candidate this is :meth:`Pipeline.decode`, draw for draw."""
+    count = pipeline.settings.decoder_candidates
+    if count == 1:
+        return pipeline.decode(image_embed, text, generator, callback=callback, negative_image_embed=negative_image_embed)
+    negative = None if negative_image_embed is None else negative_image_embed.repeat_interleave(count, dim=0)
+    drawn = pipeline.decode(image_embed.repeat_interleave(count, dim=0), text.repeat_interleave(count), generator,
+                            callback=callback, negative_image_embed=negative)
+    similarity = pipeline.encode_image(drawn).view(len(text), count, -1) @ text.embed.float().unsqueeze(-1)
+    best = similarity.squeeze(-1).argmax(dim=1)
+    return drawn.view(len(text), count, *drawn.shape[1:])[torch.arange(len(text)), best]

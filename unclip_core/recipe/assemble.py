@@ -1,6 +1,7 @@
 """Turning a validated recipe into a running :class:`~unclip_core.pipeline.Pipeline`."""
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,7 +16,7 @@ from unclip_core.auto_precision import resolve_precision
 from unclip_core.recipe.files import load_recipe
 from unclip_core.recipe.validate import ResolvedComponent, ResolvedRecipe
 from unclip_core.registry import Registry, default_registry
-from unclip_core.weights import load_weights
+from unclip_core.weights import load_weights, random_init_skipped
 
 
 def build_component(resolved: ResolvedComponent, device: str | torch.device = "cpu", *, trainable: bool = False) -> Any:
@@ -25,7 +26,11 @@ def build_component(resolved: ResolvedComponent, device: str | torch.device = "c
     them as the plugin built them (train mode, its own ``requires_grad`` choices), and treats
     the weights as a training run's starting point (see ``Component.adapt_initial_weights``)."""
     try:
-        component = resolved.spec.build(resolved.config)
+        # A weights file must then fill every parameter (load_weights is strict), so drawing
+        # random initial values first is wasted work (0.1 s of the shapes model's start).
+        skipping = resolved.weights is not None and not trainable
+        with random_init_skipped() if skipping else contextlib.nullcontext():
+            component = resolved.spec.build(resolved.config)
     except (PluginError, CheckpointError):
         raise
     except Exception as exc:
@@ -104,6 +109,7 @@ def build_pipeline(resolved: ResolvedRecipe, registry: Registry | None = None) -
             prior_guidance_scale=recipe.prior.guidance_scale,
             prior_candidates=recipe.prior.candidates,
             decoder_guidance_scale=recipe.decoder.guidance_scale,
+            decoder_candidates=recipe.decoder.candidates,
             prior_null_caption=recipe.prior.null_caption,
             decoder_null_caption=recipe.decoder.null_caption,
             device=device,

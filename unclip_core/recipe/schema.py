@@ -87,6 +87,12 @@ class DecoderStage(ComponentSlot):
     guidance_scale: float = Field(
         default=3.0, ge=0, description="Classifier-free guidance on image embedding and caption together."
     )
+    candidates: int = Field(
+        default=1, ge=1, le=16,
+        description="Best of N decoded images (CLIP reranking, as unCLIP and DALL-E do): each image is drawn N times "
+        "at the decoder's size and the one the encoder finds most similar to its caption goes on to the upsamplers. "
+        "Costs N decoder runs; 1 draws once.",
+    )
     null_caption: NullCaption = Field(default="learned", description=NULL_CAPTION_HELP)
 
 
@@ -102,8 +108,8 @@ class Runtime(Strict):
         default="fp32",
         description="bf16 runs the models under bfloat16 autocast (fast on AMX CPUs and GPUs); bf16-matmul (CPU) keeps "
         "fp32 tensors while oneDNN's convolutions and matrix products compute in bf16 where the CPU has native bf16 "
-        "(closer to fp32 than autocast; exact fp32 on other CPUs); auto picks bf16-matmul on CPUs with AMX or "
-        "AVX-512 BF16, bf16 on bf16-capable GPUs and fp32 elsewhere.",
+        "(closer to fp32 than autocast; exact fp32 on other CPUs); auto measures, once per machine, which mode "
+        "really computes in bf16 and is fastest (`unclip doctor`), bf16 on bf16-capable GPUs.",
     )
     threads: int | None = Field(default=None, ge=1, description="torch intra-op threads; None leaves torch's default.")
     memory_format: Literal["channels_last", "contiguous"] = Field(

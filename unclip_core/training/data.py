@@ -56,11 +56,14 @@ def batch_indices(step: int, batch_size: int, length: int, seed: int) -> list[in
 
 def collate(dataset: Any, indices: list[int]) -> dict[str, Any]:
     items = [dataset[i] for i in indices]
-    return {
+    batch = {
         "image": torch.stack([item["image"] for item in items]),
         "caption": [item["caption"] for item in items],
         "index": list(indices),
     }
+    if items and "negatives" in items[0]:  # hard negative captions, one list per image (CLIP's loss)
+        batch["negatives"] = [list(item["negatives"]) for item in items]
+    return batch
 
 
 class MapBatches:

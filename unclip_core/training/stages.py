@@ -101,7 +101,10 @@ def stage_batch(
     nor is it for any other stage or decoder, so their random streams are as before."""
     images: Tensor = raw["image"]
     if stage == "encoder":
-        return {"image": images, "caption": raw["caption"]}
+        batch = {"image": images, "caption": raw["caption"]}
+        if raw.get("negatives") is not None:
+            batch["negatives"] = raw["negatives"]
+        return batch
     if stage == "upsampler":
         return {"image": resize_tensor(images, int(model.declared.image_size))}
     if stage == "autoencoder":
@@ -127,5 +130,7 @@ def stage_batch(
 
 def stage_loss(stage: str, model: Any, batch: dict[str, Any], generator: torch.Generator) -> Tensor:
     if stage == "encoder":
+        if "negatives" in batch:  # only then: an encoder plugin without hard negatives still trains
+            return model.contrastive_loss(batch["image"], list(batch["caption"]), negatives=batch["negatives"])
         return model.contrastive_loss(batch["image"], list(batch["caption"]))
     return model.training_loss(batch, generator)
