@@ -296,3 +296,12 @@ def test_shipped_autoencoder_recipe_validates(registry):
     resolved = load_training("train/shapes-autoencoder", registry=registry)
     assert resolved.recipe.stage == "autoencoder" and resolved.model.declared.downscale == 4
     assert resolved.recipe.dataset.config["size"] == 64
+
+
+def test_speed_bench_swaps_in_the_latent_decoder_and_drops_the_upsampler(load_bench_script):
+    from unclip_core.recipe.assemble import load_pipeline
+
+    overrides = load_bench_script("shapes_latent_speed").latent_overrides("train/shapes-latent-decoder")
+    pipeline = load_pipeline("shapes", overrides)
+    assert pipeline.latent and not pipeline.upsamplers and pipeline.decoder_shape(2) == (2, 4, 16, 16)
+    assert pipeline.decoder.config.use_text and pipeline.autoencoder.downscale == 4
