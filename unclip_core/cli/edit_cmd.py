@@ -14,7 +14,6 @@ from pathlib import Path
 from unclip_core.cli.generate_cmd import _add_common, _metadata, _output_path, _pipeline, _write_results
 from unclip_core.cli.limits import MAX_ITEMS, check_count, check_text
 from unclip_core.errors import InputError
-from unclip_core.images import load_image
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +48,8 @@ def run_img2img(args: argparse.Namespace) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     if not 0 <= args.strength <= 1:  # also refuses nan
         raise InputError(f"--strength must be a number in [0, 1] (0 keeps the image, 1 redraws it), got {args.strength}")
+    from unclip_core.images import load_image  # heavy (torch): only when the command runs
+
     out = _output_path(args.out)
     load_image(args.image)  # a bad image fails before the models load
     pipeline = _pipeline(args)
@@ -66,6 +67,8 @@ def run_mix(args: argparse.Namespace) -> int:
         raise InputError(f"{len(args.items)} items but {len(args.weights)} --weights; give one weight per item")
     if not all(math.isfinite(w) for w in args.weights):
         raise InputError(f"--weights must be finite numbers, got {args.weights}")
+    from unclip_core.images import load_image  # heavy (torch): only when the command runs
+
     items: list = []
     for item in args.items:
         check_text(item, "ITEM")
