@@ -3,8 +3,10 @@
 Usage: ``torchrun ... tests/torchrun_driver.py RECORD_DIR unclip ARGS...``. Each rank writes
 ``RECORD_DIR/rank<r>.safetensors`` (its model's weights after the run) and
 ``RECORD_DIR/rank<r>.jsonl`` (one line per training micro-batch: step, global number, and
-the dataset indices or the shard keys and epochs it held). The loop itself is untouched:
-only its component builder and batch sources are wrapped.
+the dataset indices or the shard keys and epochs it held) and ``RECORD_DIR/rank<r>.writes.jsonl``
+(the names of the files each atomic write renamed into place: what ``unclip generate
+--prompts`` wrote). The loop itself is untouched: only its component builder, batch sources
+and the atomic writer are wrapped.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from unclip_core import atomic
 from unclip_core.cli.main import main
 from unclip_core.training import loop
 
@@ -50,6 +53,18 @@ def recording(cls):
     cls.step = step
 
 
+writes = open(record / f"rank{rank}.writes.jsonl", "a", encoding="utf-8")
+real_write_all = atomic.atomic_write_all
+
+
+def write_all(targets):
+    done = real_write_all(targets)
+    writes.write(json.dumps([Path(path).name for path in done]) + "\n")
+    writes.flush()
+    return done
+
+
+atomic.atomic_write_all = write_all
 loop.build_component = build
 recording(loop.MapBatches)
 recording(loop.StreamBatches)

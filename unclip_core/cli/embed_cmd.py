@@ -27,7 +27,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     from unclip_core.errors import InputError
-    from unclip_core.recipe.files import find_recipe, read_yaml
     from unclip_core.registry import default_registry
     from unclip_core.training.precompute import check_out, check_size, precompute_embeddings
 
@@ -41,20 +40,29 @@ def run_embed(args: argparse.Namespace) -> int:
     if not args.caption_key.strip():
         raise InputError("--caption-key is empty; give the caption extension, e.g. txt")
     registry = default_registry()
-    data = read_yaml(find_recipe(args.recipe))
-    if isinstance(data, dict) and "stage" in data:
-        from unclip_core.training.validate import load_training
-
-        encoder = load_training(args.recipe, args.overrides, registry).encoder
-        if encoder is None:
-            raise InputError(f"{args.recipe} has no encoder slot")
-    else:
-        from unclip_core.recipe.files import load_recipe
-
-        encoder = load_recipe(args.recipe, args.overrides, registry).encoder
+    encoder = encoder_slot(args.recipe, args.overrides, registry)
     summary = precompute_embeddings(
         args.shards, encoder, Path(args.out), registry, size=args.size, batch_size=args.batch_size, dtype=args.dtype,
         image_key=args.image_key, caption_key=args.caption_key, overwrite=args.overwrite,
     )
     print(json.dumps(summary))
     return 0
+
+
+def encoder_slot(recipe: str, overrides: list[str], registry):  # noqa: ANN001, ANN201 - a Registry → a ResolvedComponent
+    """The resolved ``encoder`` slot of a training or an inference recipe (with overrides):
+    what ``unclip embed`` encodes shards with and ``unclip eval folder`` scores images with."""
+    from unclip_core.errors import InputError
+    from unclip_core.recipe.files import find_recipe, read_yaml
+
+    data = read_yaml(find_recipe(recipe))
+    if isinstance(data, dict) and "stage" in data:
+        from unclip_core.training.validate import load_training
+
+        encoder = load_training(recipe, overrides, registry).encoder
+        if encoder is None:
+            raise InputError(f"{recipe} has no encoder slot")
+        return encoder
+    from unclip_core.recipe.files import load_recipe
+
+    return load_recipe(recipe, overrides, registry).encoder

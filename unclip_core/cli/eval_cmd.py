@@ -18,8 +18,9 @@ from unclip_core.output_paths import check_writable
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="score a recipe's images with a registered evaluation")
-    p.add_argument("evaluation", help="registered evaluation name (see `unclip plugins`)")
+    p = sub.add_parser("eval", help="score a recipe's images with a registered evaluation, or score folders (eval folder DIR…)")
+    p.add_argument("evaluation", help="registered evaluation name (see `unclip plugins`), or 'folder' to score folders "
+                   "written by unclip generate --prompts")
     p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. decoder.guidance_scale=2")
     p.add_argument("-r", "--recipe", default=None, help="recipe file or shipped recipe name (default: shapes)")
     p.add_argument("--prompts", default=None, help="text file, one prompt per line (default: the evaluation's own set)")
@@ -30,6 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save", default=None, help="also write every image to this folder")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--judge", action="append", default=None, metavar="NAME",
+                   help="eval folder: evaluation to judge with (repeatable; 'none': CLIP score only; default: every one that can)")
     p.set_defaults(handler=run_eval)
 
 
@@ -83,6 +86,8 @@ def build_evaluation(name: str, settings: dict[str, Any]):
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.evaluation == FOLDER:
+        return run_eval_folder(args)
     from unclip_core.cli.generate_cmd import _pipeline
     from unclip_core.evaluation import run_evaluation
 
@@ -128,6 +133,51 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+    return 0
+
+
+FOLDER = "folder"
+"""``unclip eval folder DIR…``: score folders of generated images (not an evaluation's name)."""
+
+
+def run_eval_folder(args: argparse.Namespace) -> int:
+    """CLIP score and judges' figures for each folder, all scored with one encoder."""
+    from unclip_core.batch.scoring import clip_score, judge_reports, read_folder
+    from unclip_core.cli.embed_cmd import encoder_slot
+    from unclip_core.cli.generate_cmd import _OVERRIDE
+    from unclip_core.recipe.assemble import build_component
+    from unclip_core.registry import default_registry
+
+    folders = [Path(item) for item in args.overrides if not _OVERRIDE.match(item)]
+    overrides = [item for item in args.overrides if _OVERRIDE.match(item)]
+    if not folders:
+        raise InputError("give the folders to score: unclip eval folder DIR [DIR…]")
+    judges = None if args.judge is None else [name for name in args.judge if name != "none"]
+    read = [(folder, *read_folder(folder)) for folder in folders]  # every folder checked before the encoder loads
+    recipe = args.recipe or read[0][1].get("recipe")
+    if recipe is None:
+        raise InputError(f"{folders[0]} does not record its recipe; give the encoder's recipe with -r")
+    if args.recipe is None and not overrides:
+        overrides = list(read[0][1].get("overrides") or [])
+    encoder = build_component(encoder_slot(recipe, overrides, default_registry()))
+    results = []
+    for folder, settings, images in read:
+        results.append({
+            "folder": str(folder), "recipe": settings.get("recipe"), "recipe_digest": settings.get("recipe_digest"),
+            "images": len(images), "lines": len({r["line"] for r, _ in images}),
+            "clip_score": clip_score(encoder, images), "judges": judge_reports(images, judges),
+        })
+    report = {"encoder": {"recipe": str(recipe), "overrides": overrides}, "folders": results}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"CLIP score: 100 x max(cos, 0), encoder of {recipe}{' ' + ' '.join(overrides) if overrides else ''}")
+    for result in results:
+        print(f"{result['folder']}: {result['images']} images of {result['lines']} lines, recipe {result['recipe']} "
+              f"(digest {result['recipe_digest']}), CLIP score {result['clip_score']:.2f}")
+        for judge in result["judges"].values():
+            judge["recipe"] = {"source": result["recipe"], "digest": result["recipe_digest"]}
+            print(format_report(judge))
     return 0
 
 

@@ -38,6 +38,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--from", dest="from_png", default=None, help="reproduce a PNG written by unclip generate")
     g.add_argument("--negative", default=None, metavar="TEXT",
                    help="negative prompt: what guidance steers away from (docs/recipes.md, Operations)")
+    g.add_argument("--prompts", default=None, metavar="FILE",
+                   help="generate for every line of FILE (text, or .jsonl with prompt/seed/n/negative) into --out-dir")
+    g.add_argument("--out-dir", default=None, metavar="DIR", help="with --prompts: folder of images and manifest.jsonl (resumable)")
+    g.add_argument("--batch-size", type=int, default=8, help="with --prompts: images drawn at once, across lines (default: 8)")
+    g.add_argument("--format", choices=["png", "webdataset"], default="png", help="with --prompts: PNG files, or tar shards")
+    g.add_argument("--shard-size", type=int, default=1000, help="with --format webdataset: images per shard")
+    g.add_argument("--force", action="store_true", help="with --prompts: redraw in an --out-dir made with other settings")
     _add_common(g, "unclip.png")
     g.set_defaults(handler=run_generate)
 
@@ -132,6 +139,8 @@ def _metadata(args: argparse.Namespace, pipeline, **extra: Any) -> dict[str, Any
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if args.prompts is not None or args.out_dir is not None:
+        return _generate_from_file(args)
     if args.from_png:
         if args.prompt is not None and _OVERRIDE.match(args.prompt):
             # argparse fills the optional PROMPT first: with --from it is the first override
@@ -150,6 +159,30 @@ def run_generate(args: argparse.Namespace) -> int:
     images = pipeline.generate([args.prompt], n=args.n, seed=args.seed, negative_prompt=args.negative)
     extra = {} if args.negative is None else {"negative": args.negative}
     _write_results(images, out, _metadata(args, pipeline, command="generate", prompt=args.prompt, n=args.n, **extra))
+    return 0
+
+
+def _generate_from_file(args: argparse.Namespace) -> int:
+    """``--prompts FILE --out-dir DIR``: unclip_core.batch (docs/batch.md)."""
+    from unclip_core.batch.runner import BatchJob, run_batch
+
+    if args.prompt is not None and _OVERRIDE.match(args.prompt):  # argparse fills PROMPT first
+        args.overrides, args.prompt = [args.prompt, *args.overrides], None
+    if args.prompts is None or args.out_dir is None:
+        raise InputError("--prompts FILE and --out-dir DIR go together: give both")
+    if args.prompt is not None or args.from_png:
+        raise InputError("give either a PROMPT, --from IMAGE.png or --prompts FILE, not several")
+    if args.out != "unclip.png":
+        raise InputError("-o names one output file; with --prompts the images go to --out-dir")
+    job = BatchJob(args.prompts, args.out_dir, n=args.n, seed=args.seed, batch_size=args.batch_size, format=args.format,
+                   shard_size=args.shard_size, force=args.force, quiet=args.quiet, recipe=args.recipe, overrides=list(args.overrides))
+    outcome = run_batch(job, lambda: _pipeline(args))
+    if outcome.main:
+        if not args.quiet:
+            rate = outcome.images_drawn / outcome.seconds if outcome.seconds > 0 else 0.0
+            print(f"unclip: drew {outcome.images_drawn} images in {outcome.seconds:.1f} s ({rate:.2f} img/s); "
+                  f"{outcome.lines_already_done} of {outcome.lines} lines were already done", file=sys.stderr)
+        print(outcome.out_dir / "manifest.jsonl")
     return 0
 
 

@@ -159,17 +159,12 @@ class Worker:
             self._finish(job, result=result)
 
     def _generate(self, pipeline: Any, batch: list[Job]) -> list[operations.Result]:
-        from unclip_core.diffusion.row_generators import RowGenerators
+        from unclip_core.batch.requests import generate_requests
 
         requests: list[schemas.GenerateRequest] = [job.request for job in batch]  # type: ignore[misc]
         on_step = self._progress_hook(batch)
-        if len(batch) == 1:
-            request = requests[0]
-            tensors = pipeline.generate_tensors([request.prompt], n=request.n, seed=request.seed, on_step=on_step)
-        else:
-            prompts = [request.prompt for request in requests for _ in range(request.n)]
-            generator = RowGenerators([(request.seed, request.n) for request in requests], device=pipeline.device)
-            tensors = pipeline.generate_tensors(prompts, n=1, generator=generator, on_step=on_step)
+        asks = [(request.prompt, request.n, request.seed) for request in requests]
+        tensors = generate_requests(pipeline, asks, on_step=on_step)
         images = tensor_to_pil(tensors)
         results, start = [], 0
         for request in requests:
