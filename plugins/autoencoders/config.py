@@ -87,3 +87,12 @@ class KLConfig(_DiffusersAutoencoderConfig):
     use_quant_conv: bool = Field(True, description="The 1x1 convolution after the encoder.")
     use_post_quant_conv: bool = Field(True, description="The 1x1 convolution before the decoder.")
     force_upcast: bool = Field(True, description="diffusers' hint that the model needs fp32 (kept for the config's sake).")
+    kl_weight: float = Field(
+        1e-6, ge=0,
+        description="Training only (unclip train's autoencoder stage): weight of the posterior's KL divergence from "
+        "N(0, I) beside the L1 reconstruction loss (Stable Diffusion's VAE: 1e-6). Small, so latents keep detail; "
+        "scaling_factor then brings them to unit spread.",
+    )
+
+    def diffusers_kwargs(self) -> dict:
+        return self.model_dump(exclude={"kl_weight"})

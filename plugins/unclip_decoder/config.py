@@ -75,6 +75,12 @@ class UnclipDecoderConfig(ComponentConfig):
         description="Condition on the caption as well as the image embedding; false: the image "
         "embedding alone (the caption layers are not built).",
     )
+    latent_channels: int | None = Field(
+        None, gt=0,
+        description="None: the decoder draws pixels. N: it denoises N-channel latents of the recipe's "
+        "decoder.autoencoder (a latent decoder, as Kandinsky 2.2's; image_size stays the pixel side drawn, the UNet "
+        "runs at image_size / the autoencoder's downscale).",
+    )
     inpainting: bool = Field(
         False,
         description="A trained inpainting decoder (GLIDE): the UNet also reads the known image "
@@ -101,6 +107,8 @@ class UnclipDecoderConfig(ComponentConfig):
             raise ValueError(
                 f"attention_levels has {len(self.attention_levels)} entries but block_out_channels has {levels}"
             )
+        if self.latent_channels is not None and self.inpainting:
+            raise ValueError("a latent decoder (latent_channels) cannot be a trained inpainting decoder (inpainting: true)")
         factor = 2 ** (levels - 1)
         if self.image_size % factor:
             raise ValueError(f"image_size {self.image_size} must be divisible by {factor} ({levels} UNet levels)")
@@ -123,4 +131,6 @@ class UnclipDecoderConfig(ComponentConfig):
             context_length=self.context_length if self.use_text else None,
             image_size=self.image_size,
             inpainting=self.inpainting,
+            latent=self.latent_channels is not None,
+            latent_channels=self.latent_channels,
         )

@@ -12,6 +12,12 @@ Classifier-free guidance: per sample, ``drop_image`` swaps the image embedding f
 null embedding (as Karlo), and ``drop_text`` swaps the caption for a learned null caption
 (``null_text_*``; a Karlo importer sets them to CLIP's encoding of "").
 
+Latent (``latent_channels: N``): the same UNet denoises an autoencoder's N-channel latents
+instead of pixels (the pipeline samples them at ``image_size / downscale`` and decodes them with
+the recipe's ``decoder.autoencoder``); it trains on ``"latents"`` the training stage encodes.
+Kandinsky 2.2 decodes this way from the image embedding alone (``use_text: false``); with
+captions it is unCLIP's decoder moved into latent space.
+
 Inpainting (``inpainting: true``, GLIDE §4): the UNet's input is the noisy sample followed by
 the known image with the repainted part zeroed and the repaint mask (3 + 3 + 1 channels).
 Such a decoder is fine-tuned from an ordinary one: :meth:`UnclipDecoder.adapt_initial_weights`
@@ -46,10 +52,11 @@ def build_unet(config: UnclipDecoderConfig) -> UNet2DConditionModel:
     levels = config.levels
     down = tuple("SimpleCrossAttnDownBlock2D" if on else "ResnetDownsampleBlock2D" for on in levels)
     up = tuple("SimpleCrossAttnUpBlock2D" if on else "ResnetUpsampleBlock2D" for on in reversed(levels))
-    channels = SAMPLE_CHANNELS * (2 if config.variance_type == "learned_range" else 1)
+    sample = config.latent_channels or SAMPLE_CHANNELS
+    channels = sample * (2 if config.variance_type == "learned_range" else 1)
     return UNet2DConditionModel(
         sample_size=config.image_size,
-        in_channels=SAMPLE_CHANNELS + (INPAINT_CHANNELS if config.inpainting else 0),
+        in_channels=sample + (INPAINT_CHANNELS if config.inpainting else 0),
         out_channels=channels,
         down_block_types=down,
         up_block_types=up,
@@ -71,7 +78,8 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         super().__init__(config)
         self.prediction_type = config.prediction_type
         self.variance_type = config.variance_type
-        self.clip_range = 1.0
+        self.clip_range = None if config.latent_channels else 1.0  # latents are not bounded like pixels
+        self.in_channels = config.latent_channels or SAMPLE_CHANNELS
         self._schedule = NoiseSchedule.from_name(config.beta_schedule, config.num_train_timesteps)
         self.text_proj = ClipConditioningProjection(
             embed_dim=config.embed_dim,
@@ -219,7 +227,8 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         """The decoder's diffusion loss with unCLIP's conditioning dropout.
 
         ``batch`` holds ``"image"`` ``[B, 3, H, W]`` in [-1, 1] at ``image_size``,
-        ``"image_embed"`` ``[B, D]`` (CLIP's embedding of those images) and, for a decoder
+        ``"image_embed"`` ``[B, D]`` (CLIP's embedding of those images; a latent decoder reads
+        ``"latents"`` ``[B, N, h, w]``, the autoencoder's encoding of them) and, for a decoder
         that reads captions, ``"text"`` (a :class:`TextEncoding`; absent: all captions null).
         Per sample the image embedding is dropped with ``image_drop_prob`` and the caption,
         independently, with ``text_drop_prob``.
@@ -230,13 +239,14 @@ class UnclipDecoder(Decoder[UnclipDecoderConfig]):
         all ones, nothing known. The loss covers the whole image, as GLIDE's.
         """
         cfg = self.config
-        missing = [key for key in ("image", "image_embed") if key not in batch]
+        sample = "latents" if cfg.latent_channels else "image"
+        missing = [key for key in (sample, "image_embed") if key not in batch]
         if missing:
             raise InputError(f"{NAME}: training batch lacks {', '.join(repr(k) for k in missing)}")
-        image = batch["image"].to(device=self.device, dtype=self.dtype)
-        size = cfg.image_size
+        image = batch[sample].to(device=self.device, dtype=self.dtype)
+        size = image.shape[-1] if cfg.latent_channels else cfg.image_size
         if image.ndim != 4 or tuple(image.shape[1:]) != (self.in_channels, size, size):
-            raise InputError(f"{NAME}: training images must be [B, 3, {size}, {size}], got {list(image.shape)}")
+            raise InputError(f"{NAME}: training {sample} must be [B, {self.in_channels}, {size}, {size}], got {list(image.shape)}")
         count = image.shape[0]
         text: TextEncoding | None = batch.get("text") if cfg.use_text else None
         if text is not None and len(text) != count:

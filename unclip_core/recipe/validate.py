@@ -349,30 +349,31 @@ def validate_recipe(
 
 
 def _check_autoencoder(
-    decoder: ResolvedComponent | None, raw: Any, autoencoder: ResolvedComponent | None, problems: Problems
+    decoder: ResolvedComponent | None, raw: Any, autoencoder: ResolvedComponent | None, problems: Problems,
+    slot: str = "decoder.autoencoder",
 ) -> None:
     """A latent decoder needs ``decoder.autoencoder`` and a pixel decoder takes none; the
     autoencoder's latent channels must be the decoder's, and the image side a multiple of
-    its downscale."""
+    its downscale. ``slot`` names the slot in problems (a training recipe's is ``autoencoder``)."""
     if decoder is None:
         return
     declared, name = decoder.declared, decoder.spec.name
     if not declared.latent:
         if raw is not None:
-            problems.append(("decoder.autoencoder", f"decoder {name!r} draws pixels; it takes no autoencoder (remove the slot)"))
+            problems.append((slot, f"decoder {name!r} draws pixels; it takes no autoencoder (remove the slot)"))
         return
     if raw is None:
-        problems.append(("decoder.autoencoder", f"decoder {name!r} denoises in latent space and needs an autoencoder; "
+        problems.append((slot, f"decoder {name!r} denoises in latent space and needs an autoencoder; "
                          "name one (`unclip plugins` lists the autoencoders)"))
         return
     if autoencoder is None:
         return
     made = autoencoder.declared
     if made.latent_channels is not None and declared.latent_channels is not None and made.latent_channels != declared.latent_channels:
-        problems.append(("decoder.autoencoder", f"autoencoder {autoencoder.spec.name!r} makes {made.latent_channels}-channel "
+        problems.append((slot, f"autoencoder {autoencoder.spec.name!r} makes {made.latent_channels}-channel "
                          f"latents but decoder {name!r} denoises {declared.latent_channels}-channel ones"))
     if made.downscale and declared.image_size and declared.image_size % made.downscale:
-        problems.append(("decoder.autoencoder", f"decoder image_size {declared.image_size} is not a multiple of the "
+        problems.append((slot, f"decoder image_size {declared.image_size} is not a multiple of the "
                          f"autoencoder's downscale {made.downscale}"))
 
 

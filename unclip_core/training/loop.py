@@ -44,7 +44,7 @@ from unclip_core.training.distributed import Distributed, agree, init_distribute
 from unclip_core.training.ema import EMA
 from unclip_core.training.previews import preview
 from unclip_core.training.embeddings import check_embedding_source, text_encoding
-from unclip_core.training.stages import EmbeddingCache, stage_batch
+from unclip_core.training.stages import EmbeddingCache, LatentCache, stage_batch
 from unclip_core.training.validate import ResolvedTraining
 from unclip_core.atomic import remove_stale_temporaries
 from unclip_core.weights import atomic_save_safetensors
@@ -165,6 +165,10 @@ def train(
     encoder = build_component(resolved.encoder) if needs_encoder else None
     # A stream never repeats an item within an epoch and may not fit in memory: no cache.
     cache = EmbeddingCache(encoder, settings.cache_embeddings and not streaming) if encoder is not None else None
+    latents = None
+    if resolved.autoencoder is not None:  # a latent decoder: the frozen autoencoder's latents, encoded once
+        latents = LatentCache(build_component(resolved.autoencoder), int(model.declared.image_size),
+                              settings.cache_embeddings and not streaming)
 
     parameters = [p for p in model.parameters() if p.requires_grad]
     optim = recipe.optim
@@ -196,7 +200,9 @@ def train(
     # Every rank encodes the preview items, as one process does first: the cached embeddings
     # then come from the same encoder batches whatever the world size (a product's last bits
     # depend on its batch). Only rank 0 keeps the batch for its previews.
-    preview_batch = stage_batch(recipe.stage, model, next(first_items(dataset, PREVIEW_ITEMS, settings.seed)), cache)
+    preview_batch = stage_batch(
+        recipe.stage, model, next(first_items(dataset, PREVIEW_ITEMS, settings.seed)), cache, latents=latents
+    )
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _log_header(out, resolved, dist, settings, model)
@@ -204,8 +210,8 @@ def train(
             _log(out, {"event": "fit", **fit_figures})
     else:
         preview_batch = None
-    if resume and cache is not None and cache.enabled:
-        _refill_cache(recipe.stage, model, dataset, cache, settings, dist, state.step)
+    if resume and ((cache is not None and cache.enabled) or (latents is not None and latents.enabled)):
+        _refill_cache(recipe.stage, model, dataset, cache, settings, dist, state.step, latents)
     if streaming:
         batches: Any = StreamBatches(
             dataset, settings.batch_size, settings.accumulation, settings.seed, settings.workers, dist, state.step
@@ -233,7 +239,7 @@ def train(
             parts = batches.step(step)
             for chunk, (k, raw) in enumerate(parts):
                 draws = micro_generator(generator, settings.seed, step, k)
-                batch = stage_batch(recipe.stage, model, raw, cache, draws)
+                batch = stage_batch(recipe.stage, model, raw, cache, draws, latents)
                 # Gradients are all-reduced once per step, on the last micro-batch's backward.
                 with _no_sync(trained, chunk < len(parts) - 1):
                     with autocast:
@@ -263,7 +269,7 @@ def train(
                 if state.step % recipe.output.checkpoint_every == 0:
                     _checkpoint(out, state, resolved)
                 if recipe.output.sample_every and state.step % recipe.output.sample_every == 0:
-                    _preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler)
+                    _preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler, latents)
 
     if bar is not None:
         bar.close()
@@ -271,7 +277,7 @@ def train(
                                "samples_per_s": samples_done / max(time.perf_counter() - started, 1e-9)}
     if dist.is_main:
         _checkpoint(out, state, resolved)
-        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler))
+        summary.update(_preview(recipe.stage, model, ema, preview_batch, out, state.step, preview_sampler, latents))
         _log(out, {"event": "end", **summary})
         summary["run_dir"] = str(out)
     dist.close()
@@ -327,7 +333,9 @@ def _fit_embeddings(model: Any, dataset: Any, cache: Any, seed: int) -> tuple[Te
     return torch.cat(images), torch.cat(texts)
 
 
-def _refill_cache(stage: str, model: Any, dataset: Any, cache: Any, settings: Any, dist: Distributed, done: int) -> None:
+def _refill_cache(
+    stage: str, model: Any, dataset: Any, cache: Any, settings: Any, dist: Distributed, done: int, latents: Any = None
+) -> None:
     """Encode the items of the steps before ``done`` in the batches they first came in.
 
     A matrix product's last bits depend on the batch it runs in, so an embedding computed
@@ -336,12 +344,13 @@ def _refill_cache(stage: str, model: Any, dataset: Any, cache: Any, settings: An
     only until every item has been seen) keeps resume exact.
     """
     batches = MapBatches(dataset, settings.batch_size, settings.accumulation, settings.seed, dist)
+    stores = [c.store for c in (cache, latents) if c is not None and c.enabled]
     for step in range(done):
-        if len(cache.store) >= len(dataset):
+        if all(len(store) >= len(dataset) for store in stores):
             break
         for _, part in batches.indices(step):
-            if any(index not in cache.store for index in part):
-                stage_batch(stage, model, collate(dataset, part), cache)
+            if any(index not in store for store in stores for index in part):
+                stage_batch(stage, model, collate(dataset, part), cache, latents=latents)
 
 
 def _checkpoint(out: Path, state: TrainingState, resolved: ResolvedTraining) -> None:
@@ -352,13 +361,14 @@ def _checkpoint(out: Path, state: TrainingState, resolved: ResolvedTraining) -> 
 
 
 def _preview(
-    stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int, sampler: Any
+    stage: str, model: nn.Module, ema: EMA, batch: Any, out: Path, step: int, sampler: Any, latents: Any = None
 ) -> dict[str, float]:
     if batch is None:
         return {}
     averaged = copy.deepcopy(model)
     ema.copy_to(averaged)
-    figures = preview(stage, averaged, batch, out, step, sampler)
+    autoencoder = latents.autoencoder if latents is not None else None
+    figures = preview(stage, averaged, batch, out, step, sampler, autoencoder=autoencoder)
     if figures:
         _log(out, {"step": step, **figures})
     return figures

@@ -21,12 +21,22 @@ PREVIEW_STEPS = 25
 
 @torch.no_grad()
 def preview(
-    stage: str, model: Any, batch: dict[str, Any], out: Path, step: int, sampler: Sampler | None, seed: int = 0
+    stage: str, model: Any, batch: dict[str, Any], out: Path, step: int, sampler: Sampler | None, seed: int = 0,
+    autoencoder: Any = None,
 ) -> dict[str, float]:
     """Write ``out/samples/step-N.png`` for image stages; return figures for the log.
     ``sampler`` (the recipe's ``output.preview_sampler``) drives the diffusion stages; without
-    one they get no preview."""
+    one they get no preview. A latent decoder's samples are decoded by ``autoencoder``."""
     generator = torch.Generator().manual_seed(seed)
+    if stage == "autoencoder":
+        model.eval()
+        try:
+            truth = batch["image"]
+            rebuilt = model.decode(model.encode(truth)).clamp(-1, 1)
+        finally:
+            model.train()
+        _grid(out, step, torch.cat([truth, rebuilt]), columns=truth.shape[0])
+        return {"preview_mse": float(F.mse_loss(rebuilt, truth))}
     diffusion = stage in ("decoder", "upsampler") or (stage == "prior" and model.declared.needs_sampler is not False)
     if diffusion and sampler is None:
         return {}
@@ -35,7 +45,8 @@ def preview(
         if stage == "decoder":
             cond = DecoderCondition.build(batch["image_embed"], batch["text"])
             size = int(model.declared.image_size)
-            shape = (cond.image_embed.shape[0], model.in_channels, size, size)
+            side = size // autoencoder.downscale if model.declared.latent else size
+            shape = (cond.image_embed.shape[0], model.in_channels, side, side)
             truth = batch["image"]
             shown = [truth]
             if model.declared.inpainting:
@@ -43,7 +54,10 @@ def preview(
                 cond.inpaint_mask = torch.zeros(truth.shape[0], 1, size, size)
                 cond.inpaint_mask[..., size // 2 :] = 1.0
                 shown.append(truth * (1 - cond.inpaint_mask))
-            samples = Stage("decoder", model, sampler, 3.0).sample(cond, shape, generator).clamp(-1, 1)
+            samples = Stage("decoder", model, sampler, 3.0).sample(cond, shape, generator)
+            if model.declared.latent:
+                samples = autoencoder.decode(samples)
+            samples = samples.clamp(-1, 1)
             _grid(out, step, torch.cat([*shown, samples]), columns=truth.shape[0])
             return {"preview_mse": float(F.mse_loss(samples, truth))}
         if stage == "upsampler":

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from unclip_core.recipe.schema import ComponentSlot, SamplerSlot, Strict
 
-Stage = Literal["encoder", "prior", "decoder", "upsampler"]
+Stage = Literal["encoder", "prior", "decoder", "upsampler", "autoencoder"]
 
 
 class DatasetSlot(Strict):
@@ -101,6 +101,11 @@ class TrainRecipe(Strict):
     model: ComponentSlot = Field(description="The component being trained (weights: optional initial weights).")
     encoder: ComponentSlot | None = Field(
         None, description="Frozen CLIP giving text and image embeddings (prior and decoder stages)."
+    )
+    autoencoder: ComponentSlot | None = Field(
+        None,
+        description="Frozen autoencoder whose latents a latent decoder is trained on (the decoder stage of a "
+        "decoder that declares latent; its trained weights, e.g. from the autoencoder stage).",
     )
     dataset: DatasetSlot
     optim: OptimSettings = Field(default_factory=OptimSettings)

@@ -8,7 +8,11 @@ and turns it into the batch its component's ``training_loss`` expects:
 * ``decoder``: image at the decoder's size, conditioned on its CLIP image embedding and caption
   (and, for a decoder that declares ``inpainting``, a repaint mask per image, drawn from the
   training generator: :mod:`unclip_core.training.masks`);
-* ``upsampler``: image at the upsampler's output size (the component degrades and crops).
+* ``upsampler``: image at the upsampler's output size (the component degrades and crops);
+* ``autoencoder``: the image as the dataset renders it (reconstruction loss);
+* ``decoder`` of a *latent* decoder: as a decoder, but the image is replaced by the frozen
+  autoencoder's ``latents`` of it (the posterior's mean), encoded once per dataset item and
+  cached like the embeddings (:class:`LatentCache`).
 
 The frozen encoder's outputs depend only on the dataset item, so they are cached per index
 (``train.cache_embeddings``): after the first epoch a prior step costs no CLIP forward.
@@ -58,8 +62,36 @@ class EmbeddingCache:
         return text, torch.stack([r[3] for r in rows])
 
 
+class LatentCache:
+    """The frozen autoencoder's latents of each dataset item, encoded once (its mean: an
+    encoding that is a distribution is not sampled, so a cached latent is the same whatever
+    batch it was first encoded in, up to the matrix products' last bits)."""
+
+    def __init__(self, autoencoder: Any, size: int, enabled: bool = True):
+        self.autoencoder = autoencoder
+        self.size = size
+        self.enabled = enabled
+        self.store: dict[int, Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, indices: list[int] | None) -> Tensor:
+        keys = list(indices) if indices is not None and self.enabled else None
+        missing = [i for i, key in enumerate(keys) if key not in self.store] if keys is not None else list(range(len(images)))
+        fresh: dict[int, Tensor] = {}
+        if missing:
+            latents = self.autoencoder.encode(resize_tensor(images[missing], self.size)).float()
+            for row, i in enumerate(missing):
+                fresh[i] = latents[row]
+                if keys is not None:
+                    self.store[keys[i]] = latents[row]
+        if keys is None:
+            return torch.stack([fresh[i] for i in range(len(images))])
+        return torch.stack([fresh[i] if i in fresh else self.store[key] for i, key in enumerate(keys)])
+
+
 def stage_batch(
-    stage: str, model: Any, raw: dict[str, Any], cache: EmbeddingCache | None, generator: torch.Generator | None = None
+    stage: str, model: Any, raw: dict[str, Any], cache: EmbeddingCache | None, generator: torch.Generator | None = None,
+    latents: LatentCache | None = None,
 ) -> dict[str, Any]:
     """The batch ``model.training_loss`` (or the encoder's contrastive loss) expects.
 
@@ -75,6 +107,8 @@ def stage_batch(
         return batch
     if stage == "upsampler":
         return {"image": resize_tensor(images, int(model.declared.image_size))}
+    if stage == "autoencoder":
+        return {"image": images, "caption": list(raw["caption"])}
     if "image_embed" in raw:  # precomputed beside the shards (unclip embed): no encoder forward
         text, image_embed = text_encoding(raw), raw["image_embed"].float()
     else:
@@ -85,6 +119,9 @@ def stage_batch(
     if stage == "decoder":
         size = int(model.declared.image_size)
         batch = {"image": resize_tensor(images, size), "image_embed": image_embed, "text": text}
+        if model.declared.latent:
+            assert latents is not None, "a latent decoder trains with the recipe's autoencoder"
+            batch["latents"] = latents(images, raw.get("index"))
         if generator is not None and model.declared.inpainting:
             batch["inpaint_mask"] = random_masks(len(images), size, generator)
         return batch

@@ -10,6 +10,7 @@ from unclip_core.recipe.validate import (
     Problems,
     ResolvedComponent,
     _check_slot_model,
+    _check_autoencoder,
     _dedupe,
     _did_you_mean,
     _resolve_component,
@@ -24,6 +25,8 @@ from unclip_core.recipe.overrides import apply_overrides
 from unclip_core.registry import default_registry
 
 NEEDS_ENCODER = ("prior", "decoder")
+STAGES = ("encoder", "prior", "decoder", "upsampler", "autoencoder")
+
 
 
 @dataclass
@@ -37,6 +40,8 @@ class ResolvedTraining:
     preview_sampler: ResolvedComponent | None = None
     """``output.preview_sampler``, or the sampler registered for inversion (None: no previews
     of a stage that needs a sampler)."""
+    autoencoder: ResolvedComponent | None = None
+    """The frozen autoencoder a latent decoder is trained in (the ``autoencoder`` slot)."""
 
     @property
     def digest(self) -> str:
@@ -64,14 +69,21 @@ def validate_training(
 
     stage = data.get("stage")
     model = None
-    if isinstance(stage, str) and stage in ("encoder", "prior", "decoder", "upsampler"):
+    if isinstance(stage, str) and stage in STAGES:
         model = _resolve_component(data.get("model"), stage, "model", registry, base_dir, problems)
+        # A component class without its stage's loss is refused before anything is built (a
+        # factory function is only known by what it builds: the first step tells then).
+        loss = "contrastive_loss" if stage == "encoder" else "training_loss"
+        factory = model.spec.factory if model is not None else None
+        if isinstance(factory, type) and not callable(getattr(factory, loss, None)):
+            problems.append(("model.type", f"{model.spec.name!r} cannot be trained by unclip train (it has no {loss})"))
     encoder = None
     if data.get("encoder") is not None:
         encoder = _resolve_component(data.get("encoder"), "encoder", "encoder", registry, base_dir, problems)
     elif stage in NEEDS_ENCODER:
         problems.append(("encoder", f"the {stage} stage needs a frozen encoder to compute CLIP embeddings"))
     dataset = _resolve_component(data.get("dataset"), "dataset", "dataset", registry, base_dir, problems)
+    autoencoder = latent_autoencoder(data, stage, model, registry, base_dir, problems)
 
     if model is not None and encoder is not None and stage in NEEDS_ENCODER:
         mine, theirs = model.declared, encoder.declared
@@ -86,7 +98,28 @@ def validate_training(
     if problems:
         raise RecipeError(_dedupe(problems), label)
     assert recipe is not None and model is not None and dataset is not None
-    return ResolvedTraining(recipe, data, Path(source) if source else None, model, encoder, dataset, preview_sampler)
+    return ResolvedTraining(
+        recipe, data, Path(source) if source else None, model, encoder, dataset, preview_sampler, autoencoder
+    )
+
+
+def latent_autoencoder(
+    data: dict[str, Any], stage: Any, model: ResolvedComponent | None, registry: Registry, base_dir: Path,
+    problems: Problems,
+) -> ResolvedComponent | None:
+    """The ``autoencoder`` slot: required (with weights: it is frozen) by the decoder stage of a
+    latent decoder and refused by a pixel one, as an inference recipe's ``decoder.autoencoder``;
+    no other stage reads it."""
+    raw = data.get("autoencoder")
+    if stage != "decoder":
+        if raw is not None:
+            problems.append(("autoencoder", "only the decoder stage (of a latent decoder) reads an autoencoder"))
+        return None
+    autoencoder = _resolve_component(raw, "autoencoder", "autoencoder", registry, base_dir, problems)
+    _check_autoencoder(model, raw, autoencoder, problems, slot="autoencoder")
+    if autoencoder is not None and autoencoder.weights is None and isinstance(raw, dict) and raw.get("weights") is None:
+        problems.append(("autoencoder.weights", "the frozen autoencoder needs its trained weights"))
+    return autoencoder
 
 
 def load_training(name_or_path: str | Path, overrides=(), registry: Registry | None = None) -> ResolvedTraining:
