@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from process_memory import rss_mib  # a sibling in bench/
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -89,16 +90,6 @@ def timed_alternately(fns: dict, repeats: int) -> dict[str, tuple[float, torch.T
     return {name: (statistics.median(times[name]), outs[name]) for name in fns}
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory: the kernel's ``VmHWM``. Not ``ru_maxrss``, which
-    Linux carries across ``exec`` from the forked copy of the parent, so a child started by a
-    large parent reports the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
-
-
 def child_rss(args: argparse.Namespace) -> None:
     """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
     steps = tuple(int(s) for s in args.steps.split(","))
@@ -109,7 +100,7 @@ def child_rss(args: argparse.Namespace) -> None:
     else:
         combined, _, _ = load_reference(root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder")
         run_theirs(combined, steps, size)  # type: ignore[arg-type]
-    print(json.dumps({"peak_rss_mib": peak_rss_mib()}))
+    print(json.dumps({"peak_rss_mib": rss_mib()}))
 
 
 def time_both(args: argparse.Namespace, root: Path, recipe: Path, size: str, pixels: int, steps: tuple[int, int]) -> None:

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from process_memory import rss_mib  # a sibling in bench/
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = ROOT / "tests" / "data" / "tiny-clip-tokenizer"
@@ -378,7 +379,7 @@ def child_rss(args: argparse.Namespace) -> None:
         pipe = load_diffusers(folder / "karlo", torch.bfloat16 if precision == "bf16" else torch.float32)
         with torch.no_grad():
             run_diffusers(pipe, steps)  # type: ignore[arg-type]
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mib": rss_mib()}))
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from process_memory import rss_mib  # a sibling in bench/
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -86,18 +87,6 @@ def run_diffusers(pipe, steps: tuple[int, int], seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
 
 
-def _peak_rss_mib(field: str = "VmHWM") -> float:
-    """The process's peak resident set (VmHWM; VmRSS: the current one) in MiB; ru_maxrss
-    where /proc is missing."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child_rss(args: argparse.Namespace) -> None:
     """Load and run one pipeline once; print its peak RSS (MiB) as JSON. Both sides import
     everything first and the peak is then reset (Linux: /proc/self/clear_refs), so the figure
@@ -114,13 +103,13 @@ def child_rss(args: argparse.Namespace) -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
-    baseline = _peak_rss_mib("VmRSS")
+    baseline = rss_mib("VmRSS")
     with torch.no_grad():
         if args.child == "ours":
             run_ours(load_ours(root / "imported" / "stable-unclip.yaml", steps))  # type: ignore[arg-type]
         else:
             run_diffusers(load_diffusers(root / "folder"), steps)  # type: ignore[arg-type]
-    print(json.dumps({"peak_rss_mib": _peak_rss_mib(), "after_imports_mib": baseline}))
+    print(json.dumps({"peak_rss_mib": rss_mib(), "after_imports_mib": baseline}))
 
 
 def main() -> None:
