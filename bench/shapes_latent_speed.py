@@ -12,7 +12,7 @@ trained) the recipe is timed as it is.
 The two run in turn each round (load from other jobs falls on both alike); the figure is the
 median over rounds of seconds per batch and their ratio.
 
-Usage: ``python bench/shapes_latent_speed.py [--rounds 3] [--threads 1] [--latent-recipe R]``.
+Usage: ``python bench/shapes_latent_speed.py [--rounds 3] [--threads 1] [--latent-recipe R] [--set KEY=VALUE ...] [--latent-set KEY=VALUE ...]``.
 """
 from __future__ import annotations
 
@@ -49,15 +49,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-recipe", default="train/shapes-latent-decoder")
     parser.add_argument("--latent-recipe", default=None, help="a trained latent recipe to time as it is")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for both stacks, e.g. runtime.precision=fp32 (repeatable)")
+    parser.add_argument("--latent-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for the latent stack only, e.g. decoder.config.use_text=false (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from unclip_core.recipe.assemble import load_pipeline
 
-    stacks = {"pixel (shapes)": load_pipeline("shapes")}
+    stacks = {"pixel (shapes)": load_pipeline("shapes", args.set)}
     if args.latent_recipe:
-        stacks[f"latent ({args.latent_recipe})"] = load_pipeline(args.latent_recipe)
+        stacks[f"latent ({args.latent_recipe})"] = load_pipeline(args.latent_recipe, [*args.set, *args.latent_set])
     else:
-        stacks[f"latent ({args.train_recipe}, random weights)"] = load_pipeline("shapes", latent_overrides(args.train_recipe))
+        stacks[f"latent ({args.train_recipe}, random weights)"] = load_pipeline("shapes", [*latent_overrides(args.train_recipe), *args.set, *args.latent_set])
     times: dict[str, list[float]] = {name: [] for name in stacks}
     for _ in range(args.rounds + 1):  # the first round warms up and is not counted
         for name, pipeline in stacks.items():
@@ -66,12 +70,13 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
             assert images.shape == (len(PROMPTS), 3, 64, 64), images.shape
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"{len(PROMPTS)} images a batch, median of {args.rounds} rounds")
+          f"{len(PROMPTS)} images a batch, median of {args.rounds} rounds, overrides {args.set or 'none'}, latent {args.latent_set or 'none'}")
     (pixel, pixel_times), (latent, latent_times) = times.items()
     base = statistics.median(pixel_times[1:])
     for name, values in times.items():
         seconds = statistics.median(values[1:])
-        print(f"{name:60s} {seconds:6.2f} s/batch  {len(PROMPTS) / seconds:5.2f} images/s  speed-up {base / seconds:4.2f}x")
+        precision = stacks[name].settings.precision
+        print(f"{name:48s} {precision:11s} {seconds:6.2f} s/batch  {len(PROMPTS) / seconds:5.2f} images/s  speed-up {base / seconds:4.2f}x")
 
 
 if __name__ == "__main__":

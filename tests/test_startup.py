@@ -5,6 +5,7 @@ anything, and asks ``sys.modules`` rather than a clock, so it holds on any machi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -48,6 +49,30 @@ def test_the_package_names_still_resolve_lazily():
     assert "load_pipeline" in dir(unclip_core)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         unclip_core.nothing_here  # noqa: B018
+
+
+def modules_after_loading(recipe: str) -> set[str]:
+    """The diffusers packages among those watched that ``load_pipeline(recipe)`` imports. (Not
+    transformers: diffusers itself imports it whenever it is installed.)"""
+    code = (
+        "import sys, json\n"
+        "from unclip_core.recipe.assemble import load_pipeline\n"
+        f"load_pipeline({recipe!r})\n"
+        "watched = ('diffusers.models.autoencoders', 'diffusers.pipelines')\n"
+        "print(json.dumps(sorted(m for m in watched if m in sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_default_model_imports_only_the_modules_it_uses():
+    """Discovery registers every plugin, but a plugin imports its heavy libraries when one of its
+    components is built: the pixel shapes model needs no autoencoder and no pipeline classes,
+    and the latent one needs diffusers' autoencoders (so the check is not vacuous)."""
+    assert modules_after_loading("shapes") == set()
+    assert modules_after_loading("shapes-latent") == {"diffusers.models.autoencoders"}
 
 
 FINISHING = """

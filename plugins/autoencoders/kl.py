@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
 from torch import Tensor
 
 from unclip_core.errors import InputError
@@ -20,6 +19,8 @@ class KLAutoencoder(Autoencoder[KLConfig]):
 
     def __init__(self, config: KLConfig):
         super().__init__(config)
+        from diffusers import AutoencoderKL  # here, not at discovery: diffusers' autoencoders package costs ~0.1 s to import
+
         self.model = AutoencoderKL(**config.diffusers_kwargs())
 
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

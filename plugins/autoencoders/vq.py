@@ -4,7 +4,6 @@ folder's weights load under their own names."""
 from __future__ import annotations
 
 import torch
-from diffusers import VQModel
 from torch import Tensor
 
 from unclip_core.interfaces import Autoencoder
@@ -18,6 +17,8 @@ class VQAutoencoder(Autoencoder[VQConfig]):
 
     def __init__(self, config: VQConfig):
         super().__init__(config)
+        from diffusers import VQModel  # here, not at discovery: diffusers' autoencoders package costs ~0.1 s to import
+
         self.model = VQModel(**config.diffusers_kwargs())
 
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
