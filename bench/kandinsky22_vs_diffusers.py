@@ -19,16 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from process_memory import rss_mib  # a sibling in bench/
+from process_memory import ChildFailed, peak_rss_in_child, rss_mib  # siblings in bench/
+from vs_diffusers_cli import child_options, comparison_parser, parse
+from timing import timed_alternately
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -75,21 +74,6 @@ def run_theirs(combined, steps: tuple[int, int], size: int, seed: int = 0) -> to
     return torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1
 
 
-def timed_alternately(fns: dict, repeats: int) -> dict[str, tuple[float, torch.Tensor]]:
-    """Median seconds and last output of each function, run in turn (a warm-up each, then
-    ``repeats`` rounds of one run each), so load from other jobs falls on all of them alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    outs: dict[str, torch.Tensor] = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            outs[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(times[name]), outs[name]) for name in fns}
-
-
 def child_rss(args: argparse.Namespace) -> None:
     """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
     steps = tuple(int(s) for s in args.steps.split(","))
@@ -119,19 +103,11 @@ def time_both(args: argparse.Namespace, root: Path, recipe: Path, size: str, pix
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="small,medium")
-    parser.add_argument("--steps", default="25,25", help="prior,decoder steps")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser = comparison_parser(__doc__.splitlines()[0], sizes="small,medium", sizes_help=None,
+                               steps="25,25", steps_help="prior,decoder steps", repeats=3)
     parser.add_argument("--rss-only", action="store_true", help="measure only the peak RSS, no timing")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", default="small", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
     if args.child:
         child_rss(args)
         return
@@ -151,12 +127,10 @@ def main() -> None:
                 continue
             rss = {}
             for child in ("ours", "diffusers"):
-                result = subprocess.run(
-                    [sys.executable, __file__, "--child", child, "--child-folder", folder, "--size", size, "--steps", args.steps,
-                     *(["--threads", str(args.threads)] if args.threads else [])],
-                    capture_output=True, text=True, check=False)
-                lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-                rss[child] = json.loads(lines[-1])["peak_rss_mib"] if lines else float("nan")
+                try:
+                    rss[child] = peak_rss_in_child(__file__, child, folder, "--size", size, *child_options(args))["peak_rss_mib"]
+                except ChildFailed:
+                    rss[child] = float("nan")
             print(f"  peak RSS: ours {rss['ours']:.0f} MiB, diffusers {rss['diffusers']:.0f} MiB "
                   f"({rss['ours'] / rss['diffusers']:.2f}x)")
 

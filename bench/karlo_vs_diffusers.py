@@ -30,15 +30,15 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from process_memory import rss_mib  # a sibling in bench/
+from process_memory import ChildFailed, peak_rss_in_child, rss_mib  # siblings in bench/
+from vs_diffusers_cli import child_options, comparison_parser, parse
+from timing import timed, timed_alternately
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = ROOT / "tests" / "data" / "tiny-clip-tokenizer"
@@ -215,17 +215,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def timed(fn, repeats: int, warm_up: bool = True) -> tuple[float, torch.Tensor]:
-    if warm_up:
-        fn()
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
 def one_step_at_real_sizes(repeats: int, bf16: bool) -> None:
     """One denoising step of Karlo's prior, decoder and super-resolution UNet at their real sizes
     (random weights, one prompt: guidance doubles the prior and decoder batch), run as diffusers
@@ -383,24 +372,15 @@ def child_rss(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="small,medium,real", help="any of small, medium, real")
-    parser.add_argument("--steps", default="25,25,7", help="prior,decoder,super-res steps")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser = comparison_parser(__doc__.splitlines()[0], sizes="small,medium,real", sizes_help="any of small, medium, real",
+                               steps="25,25,7", steps_help="prior,decoder,super-res steps", repeats=5)
     parser.add_argument("--no-bf16", action="store_true", help="fp32 only (bf16 autocast is slow on CPUs without AMX)")
     parser.add_argument("--skip-diffusers-bf16", action="store_true",
                         help="skip diffusers cast to bf16 (on CPUs without native bf16 a medium run takes over an hour)")
     parser.add_argument("--bf16-breakdown", action="store_true",
                         help="also the bf16 PSNR of each stage alone, of the decoder with only its weights rounded, "
                              "and with each kind of layer kept in fp32 (one bf16 run per kind)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
     if args.child:
         child_rss(args)
         return
@@ -424,20 +404,12 @@ def main() -> None:
             theirs = load_diffusers(root / "karlo")
             ours = load_ours(recipe, steps)  # type: ignore[arg-type]  # the default: channels-last
             exact = load_ours(recipe, steps, memory_format="contiguous")  # type: ignore[arg-type]
-            # alternate the three so that load on the machine hits them alike
-            times: dict[str, list[float]] = {"diffusers": [], "ours": [], "exact": []}
             runs = {"diffusers": lambda: run_diffusers(theirs, steps), "ours": lambda: run_ours(ours),  # type: ignore[arg-type]
                     "exact": lambda: run_ours(exact)}
-            images: dict[str, torch.Tensor] = {}
             with torch.no_grad():
-                for run in runs.values():
-                    run()  # warm-up
-                for _ in range(args.repeats):
-                    for name, run in runs.items():
-                        t0 = time.perf_counter()
-                        images[name] = run()
-                        times[name].append(time.perf_counter() - t0)
-            median = {name: statistics.median(values) for name, values in times.items()}
+                timings = timed_alternately(runs, args.repeats)
+            median = {name: seconds for name, (seconds, _) in timings.items()}
+            images = {name: image for name, (_, image) in timings.items()}
             t_theirs, their_fp32, our_fp32 = median["diffusers"], images["diffusers"], images["ours"]
             print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> "
                   f"{SIZES[size]['super_res']['sample_size']} px", flush=True)
@@ -474,15 +446,12 @@ def main() -> None:
                 children += ("ours:bf16-matmul",) if not args.no_bf16 and resolve_precision("auto", "cpu") == "bf16-matmul" else ()
                 children += () if args.no_bf16 or args.skip_diffusers_bf16 else ("diffusers:bf16",)
                 for child in children:
-                    command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]
-                    if args.threads:
-                        command += ["--threads", str(args.threads)]
-                    result = subprocess.run(command, capture_output=True, text=True)
-                    if result.returncode:
-                        print(f"  peak RSS {child:<15} failed: {result.stderr.strip().splitlines()[-1]}")
+                    try:
+                        figures = peak_rss_in_child(__file__, child, root, *child_options(args))
+                    except ChildFailed as exc:
+                        print(f"  peak RSS {child:<15} failed: {exc}")
                         continue
-                    out = result.stdout.strip().splitlines()[-1]
-                    print(f"  peak RSS {child:<15} {json.loads(out)['peak_rss_mib']:8.0f} MiB")
+                    print(f"  peak RSS {child:<15} {figures['peak_rss_mib']:8.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -20,17 +20,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from process_memory import rss_mib  # a sibling in bench/
+from process_memory import ChildFailed, peak_rss_in_child, rss_mib  # siblings in bench/
+from vs_diffusers_cli import child_options, comparison_parser, parse
+from timing import timed_alternately
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -113,18 +112,9 @@ def child_rss(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="small,medium", help="any of small, medium")
-    parser.add_argument("--steps", default="25,20", help="prior,decoder steps (diffusers' defaults)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser = comparison_parser(__doc__.splitlines()[0], sizes="small,medium", sizes_help="any of small, medium",
+                               steps="25,20", steps_help="prior,decoder steps (diffusers' defaults)", repeats=3)
+    args = parse(parser)
     if args.child:
         child_rss(args)
         return
@@ -144,17 +134,10 @@ def main() -> None:
             exact = load_ours(recipe, steps, "contiguous")  # type: ignore[arg-type]
             runs = {"diffusers": lambda: run_diffusers(theirs, steps), "ours": lambda: run_ours(ours),  # type: ignore[arg-type]
                     "exact": lambda: run_ours(exact)}
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            images: dict[str, torch.Tensor] = {}
             with torch.no_grad():
-                for run in runs.values():
-                    run()  # warm-up
-                for _ in range(args.repeats):  # alternate, so that load on the machine hits them alike
-                    for name, run in runs.items():
-                        t0 = time.perf_counter()
-                        images[name] = run()
-                        times[name].append(time.perf_counter() - t0)
-            median = {name: statistics.median(values) for name, values in times.items()}
+                timings = timed_alternately(runs, args.repeats)
+            median = {name: seconds for name, (seconds, _) in timings.items()}
+            images = {name: image for name, (_, image) in timings.items()}
             side = images["diffusers"].shape[-1]
             print(f"\n[{size}] {side} px images", flush=True)
             print(f"  diffusers fp32                      {median['diffusers']:8.3f} s")
@@ -165,14 +148,11 @@ def main() -> None:
             if not args.no_rss:
                 rss = {}
                 for child in ("ours", "diffusers"):
-                    command = [sys.executable, __file__, "--child", child, "--child-folder", str(root), "--steps", args.steps]
-                    if args.threads:
-                        command += ["--threads", str(args.threads)]
-                    result = subprocess.run(command, capture_output=True, text=True)
-                    if result.returncode:
-                        print(f"  peak RSS {child:<10} failed: {result.stderr.strip().splitlines()[-1]}")
+                    try:
+                        figures = peak_rss_in_child(__file__, child, root, *child_options(args))
+                    except ChildFailed as exc:
+                        print(f"  peak RSS {child:<10} failed: {exc}")
                         continue
-                    figures = json.loads(result.stdout.strip().splitlines()[-1])
                     rss[child] = figures["peak_rss_mib"] - figures["after_imports_mib"]
                     print(f"  peak RSS {child:<10} {figures['peak_rss_mib']:8.1f} MiB, "
                           f"{rss[child]:7.1f} MiB above the imports")
