@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from process_memory import ChildFailed, peak_rss_in_child, rss_mib  # siblings in bench/
-from vs_diffusers_cli import child_options, comparison_parser, parse
+from vs_diffusers_cli import child_options, comparison_parser, parse, steps_of
 from timing import timed_alternately
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def run_theirs(combined, steps: tuple[int, int], size: int, seed: int = 0) -> to
 
 def child_rss(args: argparse.Namespace) -> None:
     """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
-    steps = tuple(int(s) for s in args.steps.split(","))
+    steps = steps_of(args)
     root = Path(args.child_folder)
     _, size = SIZES[args.size]
     if args.child == "ours":
@@ -91,12 +91,13 @@ def time_both(args: argparse.Namespace, root: Path, recipe: Path, size: str, pix
     """Time diffusers and both of our layouts in turn; print the ratios and the difference."""
     combined, _, _ = load_reference(root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder")
     ours_cl, ours_contiguous = load_ours(recipe, steps), load_ours(recipe, steps, "contiguous")
-    runs = timed_alternately({
+    seconds, images = timed_alternately({
         "diffusers": lambda: run_theirs(combined, steps, pixels),
         "channels-last": lambda: ours_cl.generate_tensors(PROMPTS),
         "contiguous": lambda: ours_contiguous.generate_tensors(PROMPTS),
     }, args.repeats)
-    (t_theirs, theirs), (t_cl, _), (t_contiguous, ours) = runs["diffusers"], runs["channels-last"], runs["contiguous"]
+    t_theirs, t_cl, t_contiguous = seconds["diffusers"], seconds["channels-last"], seconds["contiguous"]
+    theirs, ours = images["diffusers"], images["contiguous"]
     print(f"{size} ({pixels} px, 2 prompts): diffusers {t_theirs:.3f} s; ours channels-last {t_cl:.3f} s "
           f"({t_cl / t_theirs:.2f}x), contiguous {t_contiguous:.3f} s ({t_contiguous / t_theirs:.2f}x); "
           f"max |difference| contiguous vs diffusers {(ours - theirs).abs().max().item():.1e}")
@@ -111,7 +112,7 @@ def main() -> None:
     if args.child:
         child_rss(args)
         return
-    steps = tuple(int(s) for s in args.steps.split(","))
+    steps = steps_of(args)
     print(f"{platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"steps {steps}, {args.repeats} repeats (median)")
     for size in args.sizes.split(","):

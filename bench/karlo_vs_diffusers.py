@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -37,7 +35,7 @@ from pathlib import Path
 import torch
 
 from process_memory import ChildFailed, peak_rss_in_child, rss_mib  # siblings in bench/
-from vs_diffusers_cli import child_options, comparison_parser, parse
+from vs_diffusers_cli import child_options, comparison_parser, parse, report_heading, steps_of
 from timing import timed, timed_alternately
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,7 +356,7 @@ def bf16_breakdown(recipe: Path, steps: tuple[int, int, int], our_fp32: torch.Te
 # --------------------------------------------------------------------------------------
 def child_rss(args: argparse.Namespace) -> None:
     """Load and run one pipeline once; print its peak RSS (MiB) as JSON."""
-    steps = tuple(int(s) for s in args.steps.split(","))
+    steps = steps_of(args)
     folder = Path(args.child_folder)
     which, precision = args.child.split(":")
     if which == "ours":
@@ -388,9 +386,8 @@ def main() -> None:
     from unclip_plugins.karlo.importer import import_karlo
     from unclip_core.auto_precision import resolve_precision
 
-    steps = tuple(int(s) for s in args.steps.split(","))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; steps {steps}, {len(PROMPTS)} prompts, median of {args.repeats}")
+    steps = steps_of(args)
+    print(report_heading(args, len(PROMPTS)))
     print(f"the imported recipe's runtime.precision auto picks {resolve_precision('auto', 'cpu')} on this CPU "
           "(fp32 and bf16 are both timed below)")
     for size in args.sizes.split(","):
@@ -407,9 +404,7 @@ def main() -> None:
             runs = {"diffusers": lambda: run_diffusers(theirs, steps), "ours": lambda: run_ours(ours),  # type: ignore[arg-type]
                     "exact": lambda: run_ours(exact)}
             with torch.no_grad():
-                timings = timed_alternately(runs, args.repeats)
-            median = {name: seconds for name, (seconds, _) in timings.items()}
-            images = {name: image for name, (_, image) in timings.items()}
+                median, images = timed_alternately(runs, args.repeats)
             t_theirs, their_fp32, our_fp32 = median["diffusers"], images["diffusers"], images["ours"]
             print(f"\n[{size}] decoder {SIZES[size]['decoder']['sample_size']} px -> "
                   f"{SIZES[size]['super_res']['sample_size']} px", flush=True)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +26,7 @@ import numpy as np
 import torch
 
 from process_memory import ChildFailed, peak_rss_in_child, rss_mib  # siblings in bench/
-from vs_diffusers_cli import child_options, comparison_parser, parse
+from vs_diffusers_cli import child_options, comparison_parser, parse, report_heading, steps_of
 from timing import timed_alternately
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +94,7 @@ def child_rss(args: argparse.Namespace) -> None:
     from unclip_core.registry import discover
 
     discover()
-    steps = tuple(int(s) for s in args.steps.split(","))
+    steps = steps_of(args)
     root = Path(args.child_folder)
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -121,9 +119,8 @@ def main() -> None:
 
     from unclip_plugins.stable_unclip.importer import import_stable_unclip
 
-    steps = tuple(int(s) for s in args.steps.split(","))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; steps {steps}, {len(PROMPTS)} prompts, median of {args.repeats}, fp32")
+    steps = steps_of(args)
+    print(report_heading(args, len(PROMPTS)) + ", fp32")
     for size in args.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -135,9 +132,7 @@ def main() -> None:
             runs = {"diffusers": lambda: run_diffusers(theirs, steps), "ours": lambda: run_ours(ours),  # type: ignore[arg-type]
                     "exact": lambda: run_ours(exact)}
             with torch.no_grad():
-                timings = timed_alternately(runs, args.repeats)
-            median = {name: seconds for name, (seconds, _) in timings.items()}
-            images = {name: image for name, (_, image) in timings.items()}
+                median, images = timed_alternately(runs, args.repeats)
             side = images["diffusers"].shape[-1]
             print(f"\n[{size}] {side} px images", flush=True)
             print(f"  diffusers fp32                      {median['diffusers']:8.3f} s")

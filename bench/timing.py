@@ -13,8 +13,8 @@ T = TypeVar("T")
 def timed_alternately(
     fns: Mapping[str, Callable[[], T]], repeats: int, *, warm_up: bool = True,
     clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, tuple[float, T]]:
-    """``{name: (median seconds, output of the last timed run)}`` of each function.
+) -> tuple[dict[str, float], dict[str, T]]:
+    """``(medians, outputs)``: each function's median seconds, and the output of its last timed run.
 
     With ``warm_up``, each function first runs once untimed (first-call allocations and caches
     are not what is compared). Then ``repeats`` rounds run each function once, in the order
@@ -33,11 +33,12 @@ def timed_alternately(
             start = clock()
             outs[name] = fn()
             times[name].append(clock() - start)
-    return {name: (statistics.median(times[name]), outs[name]) for name in fns}
+    return {name: statistics.median(values) for name, values in times.items()}, outs
 
 
 def timed(fn: Callable[[], T], repeats: int, *, warm_up: bool = True,
           clock: Callable[[], float] = time.perf_counter) -> tuple[float, T]:
     """``(median seconds, output of the last timed run)`` of one function: :func:`timed_alternately`
     with nothing to alternate with."""
-    return timed_alternately({"": fn}, repeats, warm_up=warm_up, clock=clock)[""]
+    medians, outputs = timed_alternately({"": fn}, repeats, warm_up=warm_up, clock=clock)
+    return medians[""], outputs[""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 from collections.abc import Sequence
 
 import torch
@@ -38,3 +39,15 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) ->
 def child_options(args: argparse.Namespace) -> list[str]:
     """The options a child process must get to run what its parent timed: the steps and threads."""
     return ["--steps", args.steps, *(["--threads", str(args.threads)] if args.threads else [])]
+
+
+def steps_of(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--steps`` as numbers, one a stage (``"25,20"`` → ``(25, 20)``)."""
+    return tuple(int(s) for s in args.steps.split(","))
+
+
+def report_heading(args: argparse.Namespace, prompts: int) -> str:
+    """The first line of a report: the machine, torch and its threads, and what each run does,
+    so that figures pasted into docs/benchmarks.md carry their conditions."""
+    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; steps {steps_of(args)}, {prompts} prompts, median of {args.repeats}")

@@ -37,7 +37,7 @@ def test_median_of_the_timed_runs_leaves_the_warm_up_out_and_alternates(timing):
     slow = clock.function("slow", [100.0, 10.0, 30.0, 20.0], calls)
     result = timing.timed_alternately({"fast": fast, "slow": slow}, 3, clock=clock)
     assert calls == ["fast", "slow"] + ["fast", "slow"] * 3
-    assert result == {"fast": (3.0, 4), "slow": (20.0, 4)}  # medians of 5,1,3 and 10,30,20; the 4th call's output
+    assert result == ({"fast": 3.0, "slow": 20.0}, {"fast": 4, "slow": 4})  # medians of 5,1,3 and 10,30,20; the 4th calls' outputs
 
 
 def test_without_a_warm_up_every_run_is_timed(timing):

@@ -33,3 +33,11 @@ def test_the_child_gets_the_steps_and_threads_its_parent_timed(cli, parser):
         torch.set_num_threads(threads)
     assert cli.child_options(args) == ["--steps", "2,3", "--threads", "1"]
     assert cli.child_options(cli.parse(parser, ["--steps", "4,5"])) == ["--steps", "4,5"]
+
+
+def test_steps_and_the_report_heading(cli, parser):
+    args = cli.parse(parser, ["--steps", "7,3", "--repeats", "4"])
+    assert cli.steps_of(args) == (7, 3)
+    heading = cli.report_heading(args, 2)
+    assert heading.startswith("machine: ")
+    assert heading.endswith(f"{torch.get_num_threads()} threads; steps (7, 3), 2 prompts, median of 4")
