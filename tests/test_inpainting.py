@@ -35,6 +35,7 @@ from unclip_plugins.samplers import (
     DPMSolverConfig,
     DPMSolverSampler,
 )
+from unclip_plugins.karlo import UnclipSchedulerConfig, UnclipSchedulerSampler
 
 SIZE = 8
 SHAPE = (2, 3, SIZE, SIZE)
@@ -70,6 +71,8 @@ SAMPLERS = {
     "ddim": lambda: DDIMSampler(DDIMConfig(steps=10, eta=0.5)),
     "dpm-solver++": lambda: DPMSolverSampler(DPMSolverConfig(steps=10)),
     "diffusers-scheduler": lambda: DiffusersSchedulerSampler(DiffusersSchedulerConfig(scheduler="EulerDiscreteScheduler", steps=10)),
+    # float64 coefficients: float32's 1 − ᾱ near t = 0 would cost the 1e-4 below
+    "unclip-scheduler": lambda: UnclipSchedulerSampler(UnclipSchedulerConfig(steps=10, exact_float32=False)),
 }
 
 
@@ -154,7 +157,8 @@ def test_matches_repaint_written_out_by_hand(resample):
     assert (got - want).abs().max() <= 1e-12
 
 
-@pytest.mark.parametrize("make", [lambda: DDPMSampler(DDPMConfig(steps=5)), lambda: DDIMSampler(DDIMConfig(steps=5, eta=0.8))])
+@pytest.mark.parametrize("make", [lambda: DDPMSampler(DDPMConfig(steps=5)), lambda: DDIMSampler(DDIMConfig(steps=5, eta=0.8)),
+                                  lambda: UnclipSchedulerSampler(UnclipSchedulerConfig(steps=5))])
 def test_the_stepping_loop_without_jumps_is_the_samplers_own_loop(make):
     known, mask = random_image(4), left_half_mask()
     denoiser = FunctionDenoiser(average_model, "x0")
@@ -163,6 +167,17 @@ def test_the_stepping_loop_without_jumps_is_the_samplers_own_loop(make):
     blended = KnownRegionDenoiser(denoiser, known, mask, torch.Generator().manual_seed(2))
     stepped = wrapper._resampled(blended, SHAPE, blended.generator, None, None)
     assert torch.equal(own, torch.where(mask, stepped, known))
+
+
+def test_karlos_sampler_takes_single_steps_so_it_resamples():
+    """unclip-scheduler's loop is the single-step samplers' loop, so RePaint can jump with it."""
+    known, target, mask = random_image(1), random_image(2), left_half_mask()
+    sampler = UnclipSchedulerSampler(UnclipSchedulerConfig(steps=10, exact_float32=False))
+    out = RePaintSampler(sampler, known, mask, 2).sample(FunctionDenoiser(target_model(target), "x0"), SHAPE,
+                                                         generator=torch.Generator().manual_seed(0))
+    full_mask = mask.expand(SHAPE)
+    assert torch.equal(out[~full_mask], known.expand(SHAPE)[~full_mask])
+    assert (out - target)[full_mask].abs().max() <= 1e-4
 
 
 def test_resampling_needs_a_single_step_sampler():

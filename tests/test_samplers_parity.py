@@ -334,3 +334,17 @@ def test_registered_through_the_entry_point_with_documented_settings(monkeypatch
 
 def test_bound_denoiser_satisfies_the_protocol():
     assert isinstance(FunctionDenoiser(smooth_model(False)), Denoiser)
+
+
+@pytest.mark.parametrize("sampler", [DDPMSampler(DDPMConfig(steps=4)), DDIMSampler(DDIMConfig(steps=4)), "unclip-scheduler"],
+                         ids=["ddpm", "ddim", "unclip-scheduler"])
+def test_img2img_refuses_a_strength_outside_0_1_naming_the_sampler(sampler):
+    """The single-step samplers' shared img2img start refuses a bad strength with the framework's
+    one-line error, naming the sampler (as Karlo's sampler did before it shared the loop)."""
+    if sampler == "unclip-scheduler":
+        from unclip_plugins.karlo import UnclipSchedulerConfig, UnclipSchedulerSampler
+
+        sampler = UnclipSchedulerSampler(UnclipSchedulerConfig(steps=4))
+    x0 = torch.zeros(SHAPE, dtype=torch.float64)
+    with pytest.raises(UnclipError, match=rf"^sampler '{sampler.name}': strength must be a number in \[0, 1\], got 1.5$"):
+        sampler.sample_from(FunctionDenoiser(lambda x, t: x, "x0"), x0, 1.5, generator=torch.Generator())

@@ -25,18 +25,16 @@ predicted x0 is this sampler's setting, like the scheduler's ``clip_sample``.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from unclip_core.diffusion.noise import gaussian, initial_noise
+from unclip_core.diffusion.noise import gaussian
 from unclip_core.diffusion.parameterization import to_x0_eps
-from unclip_core.diffusion.spacing import strength_start
 from unclip_core.errors import UnclipError
-from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
+from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler
+from unclip_plugins.samplers._common import SingleStepSampler, timestep_batch
 
 NAME = "unclip-scheduler"
 
@@ -78,48 +76,27 @@ def unclip_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
     return [int(t) for t in (np.arange(0, steps) * ratio).round()[::-1].astype(np.int64)]
 
 
-class UnclipSchedulerSampler(Sampler[UnclipSchedulerConfig]):
-    """Karlo's modified DDPM (diffusers' UnCLIPScheduler): float32 steps from T − 1 to 0."""
+class UnclipSchedulerSampler(SingleStepSampler, Sampler[UnclipSchedulerConfig]):
+    """Karlo's modified DDPM (diffusers' UnCLIPScheduler): float32 steps from T − 1 to 0.
 
-    @torch.no_grad()
-    def sample(
-        self,
-        denoiser: Denoiser,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator,
-        x_T: Tensor | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """Ancestral sampling exactly as ``UnCLIPPipeline`` drives ``UnCLIPScheduler.step``."""
-        timesteps = self._timesteps(denoiser)
-        return self._run(denoiser, initial_noise(shape, denoiser, generator, x_T), timesteps, 0, generator, callback)
+    Ancestral sampling exactly as ``UnCLIPPipeline`` drives ``UnCLIPScheduler.step``; the loop,
+    img2img's start and the callbacks are the built-in samplers' (:class:`SingleStepSampler`),
+    this class gives the timesteps, the step and img2img's noising in float32."""
 
-    @torch.no_grad()
-    def sample_from(
-        self, denoiser: Denoiser, x0: Tensor, strength: float, *, generator: torch.Generator,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """img2img: ``x0`` noised to the first timestep kept (q(x_t | x0) with this sampler's
-        ᾱ), then the remaining steps of the chain."""
-        timesteps = self._timesteps(denoiser)
+    name = NAME
+
+    def timestep_pairs(self, denoiser: Denoiser) -> list[tuple[int, int]]:
+        """``(t, t_prev)`` of every step, from ``T − 1`` down to ``0`` (whose ``t_prev`` is -1, clean)."""
         try:
-            start = strength_start(len(timesteps), strength)
+            timesteps = unclip_timesteps(denoiser.schedule.num_train_timesteps, self.config.steps)
         except ValueError as exc:
             raise UnclipError(f"sampler {NAME!r}: {exc}") from None
-        x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
-        if start == len(timesteps):
-            return x0
-        alpha_bar = self._alphas(denoiser.schedule)[2][timesteps[start]]
-        noise = gaussian(x0.shape, generator, x0.dtype, x0.device)
-        x = (alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise).to(x0.dtype)
-        return self._run(denoiser, x, timesteps, start, generator, callback)
+        return list(zip(timesteps, timesteps[1:] + [-1]))
 
-    def _timesteps(self, denoiser: Denoiser) -> list[int]:
-        try:
-            return unclip_timesteps(denoiser.schedule.num_train_timesteps, self.config.steps)
-        except ValueError as exc:
-            raise UnclipError(f"sampler {NAME!r}: {exc}") from None
+    def noised(self, denoiser: Denoiser, x0: Tensor, t: int, noise: Tensor) -> Tensor:
+        """img2img's start, q(x_t | x0), with this sampler's ᾱ (float32 as diffusers, or float64)."""
+        alpha_bar = self._alphas(denoiser.schedule)[2][t]
+        return (alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise).to(x0.dtype)
 
     def _alphas(self, schedule) -> tuple[Tensor, Tensor, Tensor]:
         """``(betas, alphas, ᾱ)`` in float32 (as diffusers) or float64."""
@@ -128,64 +105,56 @@ class UnclipSchedulerSampler(Sampler[UnclipSchedulerConfig]):
         alphas = 1.0 - betas
         return betas, alphas, torch.cumprod(alphas, dim=0)
 
-    def _run(self, denoiser: Denoiser, x: Tensor, timesteps: list[int], start: int, generator: torch.Generator,
-             callback: StepCallback | None) -> Tensor:
-        """The steps ``timesteps[start:]`` from ``x``."""
+    def step(self, denoiser: Denoiser, x: Tensor, t: int, t_prev: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One step ``t → t_prev`` as ``UnCLIPScheduler.step``: ``(x_prev, predicted x0)``."""
         schedule, variance_type = denoiser.schedule, denoiser.variance_type
         betas, alphas, alphas_cumprod = self._alphas(schedule)
         one = torch.tensor(1.0, dtype=betas.dtype)
         clip = self.config.clip_sample_range if self.config.clip_sample_range is not None else denoiser.clip_range
         channels = x.shape[1]
-        for index, t in enumerate(timesteps):
-            if index < start:
-                continue
-            t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else t - 1
-            out = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
-            expected = 2 * channels if variance_type == "learned_range" else channels
-            if out.shape[1] != expected:
-                raise UnclipError(
-                    f"sampler {NAME!r}: a {variance_type} denoiser must return {expected} channels for a "
-                    f"{channels}-channel sample, got {out.shape[1]}"
-                )
-            prediction, variance_values = out[:, :channels].to(x.dtype), out[:, channels:]
+        out = denoiser(x, timestep_batch(t, x))
+        expected = 2 * channels if variance_type == "learned_range" else channels
+        if out.shape[1] != expected:
+            raise UnclipError(
+                f"sampler {NAME!r}: a {variance_type} denoiser must return {expected} channels for a "
+                f"{channels}-channel sample, got {out.shape[1]}"
+            )
+        prediction, variance_values = out[:, :channels].to(x.dtype), out[:, channels:]
 
-            alpha_prod_t = alphas_cumprod[t]
-            alpha_prod_t_prev = alphas_cumprod[t_prev] if t_prev >= 0 else one
-            beta_prod_t = 1 - alpha_prod_t
-            beta_prod_t_prev = 1 - alpha_prod_t_prev
-            if t_prev == t - 1:
-                beta, alpha = betas[t], alphas[t]
+        alpha_prod_t = alphas_cumprod[t]
+        alpha_prod_t_prev = alphas_cumprod[t_prev] if t_prev >= 0 else one
+        beta_prod_t = 1 - alpha_prod_t
+        beta_prod_t_prev = 1 - alpha_prod_t_prev
+        if t_prev == t - 1:
+            beta, alpha = betas[t], alphas[t]
+        else:
+            beta = 1 - alpha_prod_t / alpha_prod_t_prev
+            alpha = 1 - beta
+
+        if denoiser.prediction_type == "eps":
+            x0 = (x - beta_prod_t ** (0.5) * prediction) / alpha_prod_t ** (0.5)
+        elif denoiser.prediction_type == "x0":
+            x0 = prediction
+        else:  # v: not a prediction type UnCLIPScheduler knows; unclip's conversion
+            x0, _ = to_x0_eps(denoiser.prediction_type, schedule, x, t, prediction)
+        if self.config.clip_sample and clip is not None:
+            x0 = torch.clamp(x0, -clip, clip)
+
+        x0_coeff = (alpha_prod_t_prev ** (0.5) * beta) / beta_prod_t
+        x_coeff = alpha ** (0.5) * beta_prod_t_prev / beta_prod_t
+        x_prev = x0_coeff * x0 + x_coeff * x
+
+        if t > 0:
+            noise = gaussian(prediction.shape, generator, prediction.dtype, prediction.device)
+            variance = beta_prod_t_prev / beta_prod_t * beta
+            if variance_type == "fixed_small":
+                std = torch.exp(0.5 * torch.log(torch.clamp(variance, min=1e-20)))
+            elif variance_type == "learned_range":
+                frac = (variance_values.to(x.dtype) + 1) / 2  # type: ignore[union-attr]
+                std = (0.5 * (frac * beta.log() + (1 - frac) * variance.log())).exp()
+            elif variance_type == "fixed_large":  # not in UnCLIPScheduler: the step's beta
+                std = beta.sqrt()
             else:
-                beta = 1 - alpha_prod_t / alpha_prod_t_prev
-                alpha = 1 - beta
-
-            if denoiser.prediction_type == "eps":
-                x0 = (x - beta_prod_t ** (0.5) * prediction) / alpha_prod_t ** (0.5)
-            elif denoiser.prediction_type == "x0":
-                x0 = prediction
-            else:  # v: not a prediction type UnCLIPScheduler knows; unclip's conversion
-                x0, _ = to_x0_eps(denoiser.prediction_type, schedule, x, t, prediction)
-            if self.config.clip_sample and clip is not None:
-                x0 = torch.clamp(x0, -clip, clip)
-
-            x0_coeff = (alpha_prod_t_prev ** (0.5) * beta) / beta_prod_t
-            x_coeff = alpha ** (0.5) * beta_prod_t_prev / beta_prod_t
-            x_prev = x0_coeff * x0 + x_coeff * x
-
-            if t > 0:
-                noise = gaussian(prediction.shape, generator, prediction.dtype, prediction.device)
-                variance = beta_prod_t_prev / beta_prod_t * beta
-                if variance_type == "fixed_small":
-                    std = torch.exp(0.5 * torch.log(torch.clamp(variance, min=1e-20)))
-                elif variance_type == "learned_range":
-                    frac = (variance_values.to(x.dtype) + 1) / 2  # type: ignore[union-attr]
-                    std = (0.5 * (frac * beta.log() + (1 - frac) * variance.log())).exp()
-                elif variance_type == "fixed_large":  # not in UnCLIPScheduler: the step's beta
-                    std = beta.sqrt()
-                else:
-                    raise UnclipError(f"sampler {NAME!r}: unknown variance type {variance_type!r}")
-                x_prev = x_prev + std * noise
-            x = x_prev
-            if callback is not None:
-                callback(StepInfo(index - start, len(timesteps) - start, t, x, x0))
-        return x
+                raise UnclipError(f"sampler {NAME!r}: unknown variance type {variance_type!r}")
+            x_prev = x_prev + std * noise
+        return x_prev, x0

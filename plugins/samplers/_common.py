@@ -1,5 +1,6 @@
-"""Pieces the built-in loops (``ddpm``, ``ddim``, ``dpm-solver++``) share: their common settings, the visited steps,
-noise drawing, splitting a learned-variance output, and the (clipped) x0 prediction."""
+"""Pieces the built-in loops (``ddpm``, ``ddim``, ``dpm-solver++``, and Karlo's ``unclip-scheduler``) share: their
+common settings, the visited steps, noise drawing, splitting a learned-variance output, the (clipped) x0 prediction,
+and the single-step loop (:class:`SingleStepSampler`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -107,12 +108,21 @@ class SingleStepSampler(Sampler):
         callback: StepCallback | None = None,
     ) -> Tensor:
         steps = self.timestep_pairs(denoiser)
-        steps = steps[strength_start(len(steps), strength):]
+        try:
+            steps = steps[strength_start(len(steps), strength):]
+        except ValueError as exc:
+            raise UnclipError(f"sampler {self.name!r}: {exc}") from None
         x0 = x0.to(device=denoiser.device, dtype=denoiser.dtype)
         if not steps:
             return x0
-        x = q_sample(denoiser.schedule, x0, torch.tensor(steps[0][0]), gaussian(x0.shape, denoiser, generator)).to(x0.dtype)
+        x = self.noised(denoiser, x0, steps[0][0], gaussian(x0.shape, denoiser, generator))
         return self._run(denoiser, x, steps, generator, callback)
+
+    def noised(self, denoiser: Denoiser, x0: Tensor, t: int, noise: Tensor) -> Tensor:
+        """``x0`` noised to training timestep ``t`` with ``noise``: q(x_t | x0), where img2img
+        starts. A sampler whose arithmetic differs from the schedule's float64 (Karlo's
+        float32 ᾱ) gives its own."""
+        return q_sample(denoiser.schedule, x0, torch.tensor(t), noise).to(x0.dtype)
 
     def _run(self, denoiser: Denoiser, x: Tensor, steps: list[tuple[int, int]], generator: torch.Generator,
              callback: StepCallback | None) -> Tensor:
