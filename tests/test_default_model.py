@@ -82,6 +82,51 @@ def test_wheel_ships_default_recipe_and_weights(tmp_path):
                    check=True)
     (wheel,) = tmp_path.glob("unclip-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {"unclip_recipes/shapes.yaml", *(f"unclip_recipes/shapes/{s}.safetensors" for s in ("clip", "prior", "decoder", "upsampler"))}
+    expected = {"unclip_recipes/shapes.yaml", "unclip_recipes/shapes-latent.yaml",
+                *(f"unclip_recipes/shapes/{s}.safetensors" for s in ("clip", "prior", "decoder", "upsampler", "autoencoder", "latent-decoder"))}
     assert expected <= names, f"missing from the wheel: {sorted(expected - names)}"
     assert any(n.startswith("unclip_recipes/train/") for n in names)
+
+
+# ------------------------------------------------------------------ shapes-latent, shipped beside it
+@pytest.fixture(scope="module")
+def latent_pipeline():
+    return load_pipeline("shapes-latent")
+
+
+def scene_image(caption: str) -> Image.Image:
+    """A rendered 64 px scene of one object, centred: the reference the operations start from."""
+    from unclip_plugins.shapes.renderer import render
+    from unclip_plugins.shapes.world import place_objects
+
+    import numpy as np
+
+    color, shape = caption.split()[-2:]
+    return render(place_objects([(color, shape)], None, np.random.default_rng(0)), 64)
+
+
+def test_shapes_latent_draws_single_objects(latent_pipeline):
+    prompts = ["a red circle", "a blue square", "a yellow triangle", "a purple square"]
+    images = latent_pipeline.generate(prompts, seed=0)
+    assert all(image.size == (64, 64) for image in images)
+    passed = sum(check(image, prompt).exact for image, prompt in zip(images, prompts))
+    assert passed >= 3, f"only {passed}/4 single objects drawn right"
+
+
+def test_shapes_latent_variations_keep_the_object(latent_pipeline):
+    """vary: same CLIP image embedding, no caption; the checker must read the input's object."""
+    images = latent_pipeline.variations(scene_image("a red circle"), n=4, seed=0)
+    assert all(image.size == (64, 64) for image in images)
+    assert sum(check(image, "a red circle").exact for image in images) >= 3
+
+
+def test_shapes_latent_interpolation_and_text_diff_run_through_the_latents(latent_pipeline):
+    """DDIM inversion in the autoencoder's latents: θ = 0 of a text diff gives the input back, and
+    an interpolation runs from one input's colour to the other's, as the checker reads them
+    (the pixel model's endpoints are no closer: it draws this blue square as a blue circle)."""
+    red, blue = scene_image("a red circle"), scene_image("a blue square")
+    frames = latent_pipeline.interpolate(red, blue, steps=3)
+    assert len(frames) == 3 and all(frame.size == (64, 64) for frame in frames)
+    assert check(frames[0], "a red circle").exact and check(frames[-1], "a blue circle").color
+    (edited,) = latent_pipeline.text_diff(red, "a red circle", "a blue circle", thetas=(0.0,))
+    assert check(edited, "a red circle").exact

@@ -130,6 +130,13 @@ class InpaintRegion:
             mask = F.interpolate(mask, size=(size, size), mode="nearest-exact")
         return (mask > 0.5).to(device)
 
+    def latent_repaint_mask(self, size: int, downscale: int, device: torch.device | str = "cpu") -> Tensor:
+        """``[1, 1, size / downscale, size / downscale]`` bool for an autoencoder's latents: a
+        latent cell is repainted if any pixel of the ``downscale × downscale`` patch it encodes
+        is, so only latents of wholly known patches are held to the known image."""
+        mask = self.repaint_mask(size, device).float()
+        return F.max_pool2d(mask, kernel_size=downscale) > 0.5
+
     def paste(self, images: Tensor) -> Tensor:
         """``images`` with the known region replaced by the input at their size, exactly."""
         size = images.shape[-1]

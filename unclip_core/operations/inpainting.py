@@ -9,7 +9,7 @@ from torch import Tensor
 
 from unclip_core.errors import InputError
 from unclip_core.images import tensor_to_pil
-from unclip_core.inpainting import InpaintRegion
+from unclip_core.inpainting import InpaintRegion, RePaintSampler
 from unclip_core.prompts import check_prompts
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline imports this module
@@ -43,7 +43,7 @@ def inpaint_tensors(
     region = InpaintRegion.from_inputs(image, mask)
     trained = bool(pipeline.decoder.declared.inpainting)
     if not trained:
-        decoder_sampler = region.sampler(pipeline.decoder_sampler, pipeline.base_size, resample, "decoder", pipeline.device)
+        decoder_sampler = _decoder_repaint(pipeline, region, resample)
     stage_samplers = [
         region.sampler(sampler, int(model.declared.image_size), resample, f"upsamplers.{index}", pipeline.device)
         for index, (model, sampler) in enumerate(pipeline.upsamplers)
@@ -57,6 +57,16 @@ def inpaint_tensors(
     else:
         base = pipeline.decode(image_embed, text, generator, sampler=decoder_sampler)
     return region.paste(pipeline.upsample(base, generator, samplers=stage_samplers).float())
+
+
+def _decoder_repaint(pipeline: Pipeline, region: InpaintRegion, resample: int) -> RePaintSampler:
+    """RePaint for the decoder stage, in pixels or in a latent decoder's latents."""
+    if not pipeline.latent:
+        return region.sampler(pipeline.decoder_sampler, pipeline.base_size, resample, "decoder", pipeline.device)
+    known = pipeline.to_latents(region.known(pipeline.base_size))
+    downscale = pipeline.base_size // known.shape[-1]
+    repaint = region.latent_repaint_mask(pipeline.base_size, downscale, pipeline.device)
+    return RePaintSampler(pipeline.decoder_sampler, known, repaint, resample, stage="decoder")
 
 
 def inpaint(
