@@ -259,7 +259,7 @@ class Pipeline:
             cond.drop_image = torch.ones_like(cond.drop_image)
         if inpaint is not None:
             if self.latent:
-                raise InputError("inpainting with a latent decoder is not supported yet; use a recipe with a pixel decoder")
+                raise InputError("a decoder trained for inpainting (inpainting: true) must be a pixel decoder; a latent decoder inpaints with RePaint")
             known, repaint = (value.to(self.device).float().expand(image_embed.shape[0], -1, -1, -1) for value in inpaint)
             cond.inpaint_image, cond.inpaint_mask = known, repaint
         prepare = getattr(self.decoder, "prepare_condition", None)

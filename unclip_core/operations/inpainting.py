@@ -64,8 +64,7 @@ def _decoder_repaint(pipeline: Pipeline, region: InpaintRegion, resample: int) -
     if not pipeline.latent:
         return region.sampler(pipeline.decoder_sampler, pipeline.base_size, resample, "decoder", pipeline.device)
     known = pipeline.to_latents(region.known(pipeline.base_size))
-    downscale = pipeline.base_size // known.shape[-1]
-    repaint = region.latent_repaint_mask(pipeline.base_size, downscale, pipeline.device)
+    repaint = region.latent_repaint_mask(pipeline.base_size, pipeline.autoencoder.downscale, pipeline.device)
     return RePaintSampler(pipeline.decoder_sampler, known, repaint, resample, stage="decoder")
 
 
