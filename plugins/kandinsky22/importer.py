@@ -32,8 +32,8 @@ from unclip_core.importing import build_component, check_output_folder, check_sa
 from unclip_core.recipe.validate import validate_recipe
 from unclip_core.registry import default_registry
 from unclip_core.weights import atomic_save_safetensors, check_state_dict
-from unclip_plugins.karlo.folder import check_tokenizer, read_json, read_weights
-from unclip_plugins.karlo.importer import encoder_and_prior_slots, import_clip_encoder, import_prior
+from unclip_plugins.diffusers_folders.files import check_tokenizer, read_json, read_weights
+from unclip_plugins.diffusers_folders.importing import encoder_and_prior_slots, import_clip_encoder, import_prior
 
 from .settings import check_folders, derive_settings
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from unclip_core.errors import InputError
 from unclip_core.importing import IGNORED_CONFIG_KEYS
-from unclip_plugins.karlo.settings import (
-    _config,
+from unclip_plugins.diffusers_folders.schedulers import scheduler_class
+from unclip_plugins.diffusers_folders.settings import (
     caption_length,
     clip_encoder_settings,
     diffusion_prior_settings,
+    read_config,
     tokenizer_config,
 )
 
@@ -42,13 +43,11 @@ def check_folders(prior: Path, decoder: Path) -> None:
 
 
 def _model_config(folder: Path, part: str) -> dict[str, Any]:
-    return {k: v for k, v in _config(folder, part).items() if k not in IGNORED_CONFIG_KEYS and not k.startswith("_")}
+    return {k: v for k, v in read_config(folder, part).items() if k not in IGNORED_CONFIG_KEYS and not k.startswith("_")}
 
 
 def _decoder_sampler(scheduler: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``diffusers-scheduler`` settings that run the decoder folder's scheduler as diffusers does."""
-    from unclip_plugins.samplers.diffusers_adapter import scheduler_class
-
     cls_name = scheduler.get("_class_name")
     try:
         cls = scheduler_class(str(cls_name))
@@ -65,15 +64,15 @@ def _decoder_sampler(scheduler: dict[str, Any], name: str) -> dict[str, Any]:
 
 def derive_settings(prior: Path, decoder: Path, image_size: int) -> dict[str, Any]:
     """Every component's settings (and the samplers') from the two folders' config files."""
-    text = _config(prior, "text_encoder")
+    text = read_config(prior, "text_encoder")
     length = caption_length(text, tokenizer_config(prior))
     prior_settings, prior_sampler = diffusion_prior_settings(
-        text, _config(prior, "prior"), _config(prior, "scheduler", "scheduler_config.json"), length, "prior", "scheduler"
+        text, read_config(prior, "prior"), read_config(prior, "scheduler", "scheduler_config.json"), length, "prior", "scheduler"
     )
     encoder = clip_encoder_settings(prior, text, length, "image_processor")
 
     unet = _model_config(decoder, "unet")
-    scheduler = _config(decoder, "scheduler", "scheduler_config.json")
+    scheduler = read_config(decoder, "scheduler", "scheduler_config.json")
     schedule = scheduler.get("beta_schedule", "linear")
     if schedule not in BETA_SCHEDULES:
         raise InputError(f"scheduler/scheduler_config.json: beta_schedule {schedule!r} is not supported (one of {', '.join(BETA_SCHEDULES)})")

@@ -20,46 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unclip_core import Encoder, InputError, PluginError, TextEncoding, UnclipError
+from unclip_core import Encoder, InputError, TextEncoding, UnclipError
 from unclip_core.clip_pixels import is_pil_image, tensor_batch
 from unclip_core.images import pil_to_tensor
+from unclip_plugins.diffusers_folders.transformers_clip import NAME, check_prompts, import_transformers
 
 from .hf_clip_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HfClipConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-NAME = "hf-clip"
-
-
-def _transformers():
-    try:
-        import transformers  # optional (the karlo extra)
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise PluginError(
-            f"{NAME}: needs the transformers package, which is not installed; "
-            "install it with: pip install 'unclip[karlo]'"
-        ) from None
-    return transformers
-
-
-def check_prompts(prompts: Sequence[str] | str) -> list[str]:
-    if isinstance(prompts, str):
-        return [prompts]
-    if not isinstance(prompts, Sequence) or not prompts:
-        raise InputError(f"{NAME}: prompts must be a non-empty list of strings")
-    for index, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise InputError(f"{NAME}: prompt {index} must be a string, got {type(prompt).__name__}")
-    return list(prompts)
-
-
 class HfClipEncoder(Encoder[HfClipConfig]):
     """CLIP text (and image) towers from transformers, with a local tokenizer."""
 
     def __init__(self, config: HfClipConfig):
         super().__init__(config)
-        transformers = _transformers()
+        transformers = import_transformers()
         self.text_encoder = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**config.text_config))
         self.image_encoder = None
         if config.vision_config is not None:

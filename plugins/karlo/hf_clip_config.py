@@ -13,27 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from unclip_core import ComponentConfig, Declared
-import difflib
-
-TEXT_KEYS = frozenset(
-    {
-        "vocab_size", "hidden_size", "intermediate_size", "projection_dim", "num_hidden_layers",
-        "num_attention_heads", "max_position_embeddings", "hidden_act", "layer_norm_eps",
-        "attention_dropout", "dropout", "initializer_range", "initializer_factor", "pad_token_id",
-        "bos_token_id", "eos_token_id",
-    }
-)
-"""``CLIPTextConfig`` settings that describe the text tower (the rest of a transformers
-config.json is bookkeeping or generation settings, which the importer leaves out)."""
-
-VISION_KEYS = frozenset(
-    {
-        "hidden_size", "intermediate_size", "projection_dim", "num_hidden_layers", "num_attention_heads",
-        "num_channels", "image_size", "patch_size", "hidden_act", "layer_norm_eps", "attention_dropout",
-        "dropout", "initializer_range", "initializer_factor",
-    }
-)
-"""``CLIPVisionConfig`` settings that describe the image tower."""
+from unclip_plugins.diffusers_folders.clip_config import TEXT_KEYS, VISION_KEYS, tokenizer_files_problem, unknown_keys
 
 _TEXT_DEFAULTS = {"hidden_size": 512, "projection_dim": 512, "num_attention_heads": 8, "max_position_embeddings": 77}
 _VISION_DEFAULTS = {"hidden_size": 768, "projection_dim": 512, "num_attention_heads": 12, "image_size": 224, "patch_size": 32}
@@ -41,23 +21,6 @@ _VISION_DEFAULTS = {"hidden_size": 768, "projection_dim": 512, "num_attention_he
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def tokenizer_files_problem(folder: Path) -> str | None:
-    """Why ``folder`` is not a CLIP tokenizer folder, or None if it is one."""
-    if not folder.is_dir():
-        return f"tokenizer folder not found: {folder}"
-    if (folder / "tokenizer.json").is_file() or ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
-        return None
-    return f"tokenizer folder {folder} holds neither tokenizer.json nor vocab.json with merges.txt"
-
-
-def _unknown(given: dict[str, Any], allowed: frozenset[str], where: str) -> list[str]:
-    problems = []
-    for key in sorted(set(given) - allowed):
-        close = difflib.get_close_matches(key, sorted(allowed), n=1)
-        problems.append(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return problems
 
 
 class HfClipConfig(ComponentConfig):
@@ -114,9 +77,9 @@ class HfClipConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _check_towers(self) -> "HfClipConfig":
-        problems = _unknown(self.text_config, TEXT_KEYS, "text_config")
+        problems = unknown_keys(self.text_config, TEXT_KEYS, "text_config")
         if self.vision_config is not None:
-            problems += _unknown(self.vision_config, VISION_KEYS, "vision_config")
+            problems += unknown_keys(self.vision_config, VISION_KEYS, "vision_config")
         if problems:
             raise ValueError("; ".join(problems))
         text = {**_TEXT_DEFAULTS, **self.text_config}

@@ -29,21 +29,26 @@ only when complete, so an interrupted or failed import never leaves a half-writt
 from __future__ import annotations
 
 import argparse
-import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from unclip_core.errors import InputError, RecipeError, UnclipError
 from unclip_core.importing import build_component, check_output_folder, check_same_config, run_line, staged_folder
 from unclip_core.recipe.validate import validate_recipe
 from unclip_core.registry import default_registry
-from unclip_core.weights import atomic_save_safetensors, check_state_dict
+from unclip_core.weights import atomic_save_safetensors
+from unclip_plugins.diffusers_folders.files import check_tokenizer, read_json, read_weights
+from unclip_plugins.diffusers_folders.importing import (
+    encoder_and_prior_slots,
+    fit_state_dict,
+    import_clip_encoder,
+    import_prior,
+    prefixed,
+)
 
-from .folder import check_folder, check_tokenizer, read_json, read_weights
+from .folder import check_folder
 from .settings import derive_settings
 
 RECIPE_NAME = "karlo.yaml"
@@ -64,38 +69,6 @@ class KarloImporter:
 
     def run(self, args: argparse.Namespace) -> Path:
         return import_karlo(args.folder, args.out, force=args.force)
-
-
-def _prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{key}": value for key, value in state.items()}
-
-
-def _fits(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Checked names and shapes; position ids that older transformers saved are dropped."""
-    expected = module.state_dict()
-    for key in [k for k in state if k.endswith("position_ids") and k not in expected]:
-        del state[key]
-    check_state_dict(module, state, source)
-
-
-def encoder_and_prior_slots(settings: dict[str, Any], encoder_config: Any) -> dict[str, Any]:
-    """The recipe's ``encoder`` and ``prior`` slots for weights written by
-    :func:`import_clip_encoder` and :func:`import_prior`: diffusers' prior defaults (guidance
-    4, 25 steps, no best-of), the empty caption as the unconditional one."""
-    encoder = encoder_config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    encoder["tokenizer"] = "tokenizer"
-    return {
-        "encoder": {"type": "hf-clip", "config": encoder, "weights": "encoder.safetensors"},
-        "prior": {
-            "type": "diffusion-prior",
-            "config": settings["prior"],
-            "weights": "prior.safetensors",
-            "guidance_scale": 4.0,
-            "candidates": 1,
-            "null_caption": "empty",
-            "sampler": {"type": "unclip-scheduler", "config": {"steps": 25, **settings["prior_sampler"]}},
-        },
-    }
 
 
 def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_line: str) -> tuple[str, dict[str, Any]]:
@@ -134,74 +107,6 @@ def _recipe(source: Path, settings: dict[str, Any], encoder_config: Any, run_lin
     return header + yaml.safe_dump(data, sort_keys=False, width=100), data
 
 
-def import_clip_encoder(
-    registry: Any, source: Path, settings: dict[str, Any], work: Path, *, text_part: str = "text_encoder",
-    tokenizer: str = "tokenizer", tokenizer_from: Path | None = None, text_state: dict[str, torch.Tensor] | None = None,
-    **extra: Any,
-) -> tuple[Any, Any, dict[str, torch.Tensor]]:
-    """The ``hf-clip`` encoder of a diffusers folder (``text_encoder/``, ``tokenizer/`` copied
-    to ``work``, and ``image_encoder/`` where ``settings`` has a vision config), built for
-    real and saved as ``work/encoder.safetensors``. Returns ``(encoder, its config, CLIP's
-    encoding of "" as the prior's and decoder's null caption weights)``. ``text_part`` names
-    another text tower folder (Stable unCLIP's ``prior_text_encoder/``); the tokenizer is copied
-    from ``tokenizer_from`` (default the folder's ``tokenizer/``) to ``work/<tokenizer>``;
-    ``text_state`` gives the text tower's weights (``text_encoder.*``) in place of the folder's
-    (an imported recipe's encoder, named by ``text_part`` in errors); ``extra``: further
-    ``hf-clip`` settings."""
-    tokenizer_from = Path(tokenizer_from) if tokenizer_from is not None else source / "tokenizer"
-    try:
-        shutil.copytree(tokenizer_from, work / tokenizer)
-    except (OSError, shutil.Error) as exc:
-        raise InputError(f"{tokenizer_from.name}/: cannot copy it ({' '.join(str(exc).split())})") from None
-    enc_settings = {**settings, "normalize": False, **extra}
-    text_cfg = enc_settings.pop("text_config")
-    vision_cfg = enc_settings.pop("vision_config", None)
-    spec = registry.get("encoder", "hf-clip")
-    try:
-        encoder_config = spec.config_model.from_transformers(
-            text_cfg, vision_config=vision_cfg, tokenizer=str(work / tokenizer), **{
-                k: v for k, v in enc_settings.items() if k != "tokenizer"
-            }
-        )
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{text_part}/config.json: {' '.join(str(exc).split())}") from None
-    try:
-        with torch.random.fork_rng(devices=[]):
-            encoder = spec.build(encoder_config)
-    except UnclipError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - transformers' complaint about the config, on one line
-        raise InputError(
-            f"{text_part}/config.json: transformers cannot build the text encoder from it "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())})"
-        ) from None
-    state = dict(text_state) if text_state is not None else _prefixed("text_encoder", read_weights(source / text_part))
-    if vision_cfg is not None:
-        state.update(_prefixed("image_encoder", read_weights(source / "image_encoder")))
-    _fits(encoder, state, f"{text_part}/ (and image_encoder/)")
-    encoder.load_state_dict(state, strict=True)
-    encoder.eval()
-    with torch.no_grad():
-        null = encoder.encode_text([""])
-    null_state = {
-        "null_text_embed": null.embed[0].float().contiguous(),
-        "null_text_tokens": null.tokens[0].float().contiguous(),
-        "null_text_mask": null.mask[0].contiguous(),
-    }
-    atomic_save_safetensors(state, work / "encoder.safetensors", {"source": str(source), "format": "unclip-import"})
-    return encoder, encoder_config, null_state
-
-
-def import_prior(registry: Any, part: Path, settings: dict[str, Any], null_state: dict[str, torch.Tensor], work: Path) -> None:
-    """A diffusers PriorTransformer folder (``part``) as ``diffusion-prior`` weights in
-    ``work/prior.safetensors``, with ``null_state`` as its null caption."""
-    prior, _ = build_component(registry, "prior", "diffusion-prior", settings, work, meta=True)
-    check_same_config(part.name, read_json(part / "config.json"), prior.transformer)
-    state = {**_prefixed("transformer", read_weights(part)), **null_state}
-    _fits(prior, state, f"{part.name}/")
-    atomic_save_safetensors(state, work / "prior.safetensors", {"source": str(part.parent), "format": "unclip-import"})
-
-
 def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bool = False, registry: Any = None) -> Path:
     """Convert a diffusers Karlo folder into ``out`` (default ``./<folder name>-unclip``):
     ``karlo.yaml``, ``encoder|prior|decoder|upsampler.safetensors`` and ``tokenizer/``.
@@ -225,18 +130,18 @@ def import_karlo(source: str | Path, out: str | Path | None = None, *, force: bo
         decoder, _ = build_component(registry, "decoder", "unclip-decoder", settings["decoder"], work, meta=True)
         check_same_config("decoder", read_json(source / "decoder" / "config.json"), decoder.unet)
         text_proj = read_weights(source / "text_proj")
-        state = {**_prefixed("unet", read_weights(source / "decoder")), **_prefixed("text_proj", text_proj), **null_state}
-        _fits(decoder, state, "decoder/ and text_proj/")
+        state = {**prefixed("unet", read_weights(source / "decoder")), **prefixed("text_proj", text_proj), **null_state}
+        fit_state_dict(decoder, state, "decoder/ and text_proj/")
         atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": "unclip-karlo"})
         del decoder, state, text_proj
 
         upsampler, _ = build_component(registry, "upsampler", "unet-upsampler", settings["upsampler"], work, meta=True)
         check_same_config("super_res_first", read_json(source / "super_res_first" / "config.json"), upsampler.unet)
         state = {
-            **_prefixed("unet", read_weights(source / "super_res_first")),
-            **_prefixed("unet_last", read_weights(source / "super_res_last")),
+            **prefixed("unet", read_weights(source / "super_res_first")),
+            **prefixed("unet_last", read_weights(source / "super_res_last")),
         }
-        _fits(upsampler, state, "super_res_first/ and super_res_last/")
+        fit_state_dict(upsampler, state, "super_res_first/ and super_res_last/")
         atomic_save_safetensors(state, work / "upsampler.safetensors", {"source": str(source), "format": "unclip-karlo"})
         del upsampler, state
 

@@ -32,9 +32,9 @@ from torch import Tensor
 
 from unclip_core.diffusion.noise import gaussian
 from unclip_core.diffusion.parameterization import to_x0_eps
+from unclip_core.diffusion.sampling import SingleStepSampler, timestep_batch
 from unclip_core.errors import UnclipError
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler
-from unclip_plugins.samplers._common import SingleStepSampler, timestep_batch
 
 NAME = "unclip-scheduler"
 

@@ -6,10 +6,9 @@ from pydantic import Field
 from torch import Tensor
 
 from unclip_core.diffusion.parameterization import to_x0_eps
+from unclip_core.diffusion.sampling import ClipSetting, SingleStepSampler, SpacingSetting, denoised, gaussian, split_output, timestep_batch
 from unclip_core.diffusion.variance import alpha_bars, posterior_variance
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
-
-from ._common import ClipSetting, SingleStepSampler, SpacingSetting, denoised, gaussian, split_output, timestep_batch
 
 
 class DDIMConfig(ComponentConfig):

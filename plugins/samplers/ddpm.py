@@ -5,10 +5,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from unclip_core.diffusion.sampling import ClipSetting, SingleStepSampler, SpacingSetting, denoised, gaussian, split_output, timestep_batch
 from unclip_core.diffusion.variance import log_variance, posterior_mean
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler
-
-from ._common import ClipSetting, SingleStepSampler, SpacingSetting, denoised, gaussian, split_output, timestep_batch
 
 
 class DDPMConfig(ComponentConfig):

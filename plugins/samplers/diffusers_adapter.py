@@ -23,7 +23,6 @@ How the model is presented to the scheduler:
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Sequence
@@ -34,12 +33,12 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from unclip_core.diffusion.parameterization import training_target
+from unclip_core.diffusion.sampling import ClipSetting, denoised, initial_noise, split_output, strength_start, timestep_batch
 from unclip_core.diffusion.schedule import NoiseSchedule
 from unclip_core.diffusion.spacing import TimestepSpacing
 from unclip_core.errors import UnclipError
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
-
-from ._common import ClipSetting, denoised, initial_noise, split_output, strength_start, timestep_batch
+from unclip_plugins.diffusers_folders.schedulers import did_you_mean, parameters_of, scheduler_class
 
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 FROM_MODEL = ("num_train_timesteps", "trained_betas", "beta_schedule", "beta_start", "beta_end", "prediction_type")
@@ -96,40 +95,12 @@ class DiffusersSchedulerConfig(ComponentConfig):
         return self
 
 
-def _parameters(fn: Any) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(fn).parameters)
-
-
-def _suggest(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def scheduler_class(name: str) -> type:
-    """The diffusers scheduler class called ``name``, if it can follow a model's schedule."""
-    import diffusers.schedulers as schedulers  # heavy: imported only when this sampler is built
-
-    known = sorted(n for n in dir(schedulers) if n.endswith("Scheduler") and not n.startswith("Flax"))
-    if name not in known:
-        raise ValueError(f"unknown diffusers scheduler {name!r}{_suggest(name, known)}")
-    try:
-        cls = getattr(schedulers, name)
-    except ImportError as exc:  # a scheduler whose optional dependency is missing
-        raise ValueError(f"{name} cannot be loaded: {' '.join(str(exc).split())}") from None
-    backends = getattr(cls, "_backends", None)  # diffusers' stand-in for a class whose dependency is missing
-    if backends:
-        raise ValueError(f"{name} needs {' and '.join(backends)} installed")
-    if "trained_betas" not in _parameters(cls.__init__):
-        raise ValueError(f"{name} takes no trained_betas, so it cannot follow the model's noise schedule")
-    return cls
-
-
 def _check_step_kwargs(cls: type, step_kwargs: dict[str, Any]) -> None:
-    params = _parameters(cls.step)
+    params = parameters_of(cls.step)
     accepted = [n for n, p in params.items() if n not in STEP_OWN and p.kind is not inspect.Parameter.VAR_KEYWORD]
     for key in step_kwargs:
         if key not in accepted:
-            raise ValueError(f"{cls.__name__}.step has no argument {key!r}{_suggest(key, accepted)}; it takes: {', '.join(accepted) or 'none'}")
+            raise ValueError(f"{cls.__name__}.step has no argument {key!r}{did_you_mean(key, accepted)}; it takes: {', '.join(accepted) or 'none'}")
     missing = [n for n in accepted if params[n].default is inspect.Parameter.empty and n not in step_kwargs]
     if missing:
         raise ValueError(f"{cls.__name__}.step needs {', '.join(missing)}, which a sampler cannot supply")
@@ -150,7 +121,7 @@ def make_scheduler(config: DiffusersSchedulerConfig, schedule: NoiseSchedule, pr
     """A fresh scheduler for one sampling run (schedulers keep per-run state), set up for the
     model described by ``schedule``, ``prediction_type`` and ``variance_type``."""
     cls = scheduler_class(config.scheduler)
-    params = _parameters(cls.__init__)
+    params = parameters_of(cls.__init__)
     for key in config.scheduler_config:
         if key in FROM_MODEL:
             raise ValueError(f"scheduler_config.{key} is taken from the model (its noise schedule and prediction type); leave it out")
@@ -158,7 +129,7 @@ def make_scheduler(config: DiffusersSchedulerConfig, schedule: NoiseSchedule, pr
             raise ValueError("set timestep_spacing as the sampler's own setting, not in scheduler_config")
         if key not in params or key == "self":
             known = [n for n in params if n not in ("self", *FROM_MODEL)]
-            raise ValueError(f"{cls.__name__} has no setting {key!r}{_suggest(key, known)}")
+            raise ValueError(f"{cls.__name__} has no setting {key!r}{did_you_mean(key, known)}")
     kwargs: dict[str, Any] = {"num_train_timesteps": schedule.num_train_timesteps, "trained_betas": schedule.betas.numpy()}
     if "prediction_type" in params:
         kwargs["prediction_type"] = DIFFUSERS_PREDICTION[prediction_type]
@@ -248,13 +219,13 @@ class DiffusersSchedulerSampler(Sampler[DiffusersSchedulerConfig]):
         """The denoising loop over ``scheduler.timesteps[start:]`` from ``x``."""
         config, schedule = self.config, denoiser.schedule
         given = denoiser.prediction_type
-        if "prediction_type" not in _parameters(type(scheduler).__init__):
+        if "prediction_type" not in parameters_of(type(scheduler).__init__):
             given = "eps"
         all_timesteps = scheduler.timesteps
         timesteps = [self._integer_timestep(float(t), schedule, label) for t in all_timesteps[start:]]
-        with_variance = _variance_setting(_parameters(type(scheduler).__init__), denoiser.variance_type) == "learned_range"
+        with_variance = _variance_setting(parameters_of(type(scheduler).__init__), denoiser.variance_type) == "learned_range"
         step_kwargs = dict(config.step_kwargs)
-        if "generator" in _parameters(scheduler.step):
+        if "generator" in parameters_of(scheduler.step):
             step_kwargs["generator"] = generator
         total = int(getattr(scheduler, "num_inference_steps", None) or len(all_timesteps)) - start // int(getattr(scheduler, "order", 1))
 

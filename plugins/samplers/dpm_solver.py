@@ -24,10 +24,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from unclip_core.diffusion.sampling import ClipSetting, SpacingSetting, denoised, initial_noise, split_output, step_pairs, timestep_batch
 from unclip_core.diffusion.schedule import NoiseSchedule
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
-
-from ._common import ClipSetting, SpacingSetting, denoised, initial_noise, split_output, step_pairs, timestep_batch
 
 
 class DPMSolverConfig(ComponentConfig):

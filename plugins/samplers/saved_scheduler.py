@@ -22,12 +22,13 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from unclip_core.diffusion.sampling import initial_noise, split_output, timestep_batch
 from unclip_core.errors import UnclipError
 from unclip_core.importing import IGNORED_CONFIG_KEYS
 from unclip_core.interfaces import ComponentConfig, Denoiser, Sampler, StepCallback, StepInfo
+from unclip_plugins.diffusers_folders.schedulers import parameters_of, scheduler_class
 
-from ._common import initial_noise, split_output, timestep_batch
-from .diffusers_adapter import DIFFUSERS_PREDICTION, _check_step_kwargs, _parameters, _variance_setting, noised_start, scheduler_class
+from .diffusers_adapter import DIFFUSERS_PREDICTION, _check_step_kwargs, _variance_setting, noised_start
 
 SCHEDULE_TOLERANCE = 1e-5
 """How far the scheduler's float32 ᾱ may be from the model's (float32 rounding of the same
@@ -61,12 +62,12 @@ def build_scheduler(config: SavedSchedulerConfig, model: Denoiser | None = None)
     told the model's prediction type and (learned) variance, which are the model's facts."""
     cls = scheduler_class(config.scheduler)
     settings = {k: v for k, v in config.scheduler_config.items() if k not in IGNORED_CONFIG_KEYS}
-    params = _parameters(cls.__init__)
+    params = parameters_of(cls.__init__)
     if model is not None and "prediction_type" in params:
         settings["prediction_type"] = DIFFUSERS_PREDICTION[model.prediction_type]
     if model is not None and _variance_setting(params, model.variance_type) == "learned_range":
         settings["variance_type"] = "learned_range"
-    known = _parameters(cls.__init__)
+    known = parameters_of(cls.__init__)
     unknown = sorted(k for k in settings if k not in known)
     if unknown:
         raise ValueError(f"{cls.__name__} has no setting {', '.join(repr(k) for k in unknown)}")
@@ -125,7 +126,7 @@ class SavedSchedulerSampler(Sampler[SavedSchedulerConfig]):
              callback: StepCallback | None) -> Tensor:
         """The pipeline's loop over ``scheduler.timesteps[start:]`` from ``x``."""
         step_kwargs = dict(self.config.step_kwargs)
-        if "generator" in _parameters(scheduler.step):
+        if "generator" in parameters_of(scheduler.step):
             step_kwargs["generator"] = generator
         timesteps = list(scheduler.timesteps[start:])
         learned = denoiser.variance_type == "learned_range"

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from unclip_core import InputError, TextEncoding
-from unclip_plugins.karlo.hf_clip import _transformers, check_prompts
+from unclip_plugins.diffusers_folders.transformers_clip import check_prompts, import_transformers
 
 
 class CaptionEncoder(nn.Module):
@@ -24,7 +24,7 @@ class CaptionEncoder(nn.Module):
 
     def __init__(self, text_config: dict, tokenizer: str, context_length: int | None):
         super().__init__()
-        transformers = _transformers()
+        transformers = import_transformers()
         self.model = transformers.CLIPTextModel(transformers.CLIPTextConfig(**text_config))
         try:
             self.tokenizer = transformers.CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True)

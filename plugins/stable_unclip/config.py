@@ -18,7 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from unclip_core import ComponentConfig, Declared
 from unclip_core.diffusion.schedule import BetaScheduleName
 from unclip_core.importing import IGNORED_CONFIG_KEYS
-from unclip_plugins.karlo.hf_clip_config import TEXT_KEYS, _unknown, tokenizer_files_problem
+from unclip_plugins.diffusers_folders.clip_config import TEXT_KEYS, tokenizer_files_problem, unknown_keys
 
 NOISING_DEFAULT = {"beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": 1000}
 
@@ -79,7 +79,7 @@ class StableUnclipDecoderConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "StableUnclipDecoderConfig":
-        problems = _unknown(self.text_encoder, TEXT_KEYS, "text_encoder")
+        problems = unknown_keys(self.text_encoder, TEXT_KEYS, "text_encoder")
         unet = self.unet
         if unet.get("class_embed_type") != "projection":
             problems.append(f"unet.class_embed_type {unet.get('class_embed_type')!r}; Stable unCLIP's UNet reads the "

@@ -1,5 +1,5 @@
 """Reading a diffusers Stable unCLIP folder: which of the two pipelines it holds and whether
-every part is there (weights and JSON are read with the Karlo plugin's readers)."""
+every part is there (weights and JSON are read with :mod:`unclip_plugins.diffusers_folders.files`)."""
 from __future__ import annotations
 
 import json

@@ -40,14 +40,20 @@ from unclip_core.importing import build_component, check_output_folder, check_sa
 from unclip_core.recipe.validate import ResolvedRecipe, validate_recipe
 from unclip_core.registry import default_registry
 from unclip_core.weights import atomic_save_safetensors, read_safetensors
-from unclip_plugins.karlo.folder import check_tokenizer, read_json, read_weights
-from unclip_plugins.karlo.importer import _fits, _prefixed, encoder_and_prior_slots, import_clip_encoder, import_prior
-from unclip_plugins.karlo.settings import (
-    _config,
-    _Config,
+from unclip_plugins.diffusers_folders.files import check_tokenizer, read_json, read_weights
+from unclip_plugins.diffusers_folders.importing import (
+    encoder_and_prior_slots,
+    fit_state_dict,
+    import_clip_encoder,
+    import_prior,
+    prefixed,
+)
+from unclip_plugins.diffusers_folders.settings import (
+    ConfigFile,
     caption_length,
     clip_encoder_settings,
     diffusion_prior_settings,
+    read_config,
     tokenizer_config,
 )
 
@@ -152,7 +158,7 @@ def _encoder_and_prior_from_recipe(
                          "joins an hf-clip encoder with weights (as `unclip import karlo` writes)")
     config = encoder.config
     text_state = {k: v for k, v in read_safetensors(encoder.weights).items() if k.startswith("text_encoder.")}
-    text = _Config(dict(config.text_config), f"{recipe.source.name}'s encoder")
+    text = ConfigFile(dict(config.text_config), f"{recipe.source.name}'s encoder")
     if kind == IMAGE_TO_IMAGE:
         settings = clip_encoder_settings(source, text, config.length, "feature_extractor")
     else:
@@ -173,10 +179,10 @@ def _encoder_slot(encoder_config: Any) -> dict[str, Any]:
 
 def _own_encoder_and_prior(source: Path, work: Path, registry: Any, space: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """A text-to-image folder's own prior: its CLIP text tower and PriorTransformer."""
-    text = _config(source, "prior_text_encoder")
+    text = read_config(source, "prior_text_encoder")
     length = caption_length(text, tokenizer_config(source, "prior_tokenizer"))
     prior, _ = diffusion_prior_settings(
-        text, _config(source, "prior"), _config(source, "prior_scheduler", "scheduler_config.json"), length, "prior",
+        text, read_config(source, "prior"), read_config(source, "prior_scheduler", "scheduler_config.json"), length, "prior",
         "prior_scheduler", scheduler_classes=("DDPMScheduler",), text_part="prior_text_encoder",
     )
     check_tokenizer(source / PRIOR_PARTS[0])
@@ -189,7 +195,7 @@ def _own_encoder_and_prior(source: Path, work: Path, registry: Any, space: str |
     slots = encoder_and_prior_slots({"prior": prior, "prior_sampler": {}}, encoder_config)
     slots["prior"]["sampler"] = {
         "type": "diffusers-saved-scheduler",
-        "config": saved_scheduler(_config(source, "prior_scheduler", "scheduler_config.json"), 25),
+        "config": saved_scheduler(read_config(source, "prior_scheduler", "scheduler_config.json"), 25),
     }
     return _encoder_slot(encoder_config), slots["prior"]
 
@@ -198,11 +204,11 @@ def _write_decoder(source: Path, work: Path, registry: Any, settings: dict[str, 
     decoder, _ = build_component(registry, "decoder", "stable-unclip-decoder", settings["decoder"], work, meta=True)
     check_same_config("unet", read_json(source / "unet" / "config.json"), decoder.unet)
     state = {
-        **_prefixed("unet", read_weights(source / "unet")),
-        **_prefixed("image_normalizer", read_weights(source / "image_normalizer")),
-        **_prefixed("captions.model", read_weights(source / "text_encoder")),
+        **prefixed("unet", read_weights(source / "unet")),
+        **prefixed("image_normalizer", read_weights(source / "image_normalizer")),
+        **prefixed("captions.model", read_weights(source / "text_encoder")),
     }
-    _fits(decoder, state, "unet/, image_normalizer/ and text_encoder/")
+    fit_state_dict(decoder, state, "unet/, image_normalizer/ and text_encoder/")
     atomic_save_safetensors(state, work / "decoder.safetensors", {"source": str(source), "format": FORMAT})
 
 
@@ -212,8 +218,8 @@ def _write_autoencoder(source: Path, work: Path, registry: Any, settings: dict[s
     config = {k: v for k, v in settings.items() if k in fields}
     autoencoder, _ = build_component(registry, "autoencoder", "kl", config, work, meta=True)
     check_same_config("vae", read_json(source / "vae" / "config.json"), autoencoder.model)
-    state = _prefixed("model", read_weights(source / "vae"))
-    _fits(autoencoder, state, "vae/")
+    state = prefixed("model", read_weights(source / "vae"))
+    fit_state_dict(autoencoder, state, "vae/")
     atomic_save_safetensors(state, work / "autoencoder.safetensors", {"source": str(source), "format": FORMAT})
     return config
 

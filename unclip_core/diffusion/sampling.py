@@ -1,6 +1,7 @@
-"""Pieces the built-in loops (``ddpm``, ``ddim``, ``dpm-solver++``, and Karlo's ``unclip-scheduler``) share: their
-common settings, the visited steps, noise drawing, splitting a learned-variance output, the (clipped) x0 prediction,
-and the single-step loop (:class:`SingleStepSampler`)."""
+"""Pieces that sampler loops share (the built-in DDPM, DDIM and DPM-Solver++ loops and Karlo's modified DDPM):
+their common settings, the visited steps, noise drawing, splitting a learned-variance output, the (clipped) x0
+prediction, and the single-step loop (:class:`SingleStepSampler`). They live in the core so that a sampler in any
+plugin can build on them without importing another plugin."""
 from __future__ import annotations
 
 from collections.abc import Sequence
