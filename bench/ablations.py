@@ -24,7 +24,7 @@ about half as long). Writes a Markdown report (default ``docs/ablations.md``: a 
 run's details between markers, the prose around them is kept) and prints the table.
 
 Usage: ``python bench/ablations.py [--base-only] [--rows a,b,...] [--threads 2] [--write PATH]``.
-About 2.5–3 min per row base-only on 2 free cores (docs/ablations.md).
+About 1.2 min (Intel Xeon with AMX) to 3 min (AMD EPYC) per row base-only on 2 free cores; a decoder best-of-N row takes about N times as long (docs/ablations.md).
 """
 from __future__ import annotations
 
